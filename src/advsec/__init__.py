@@ -20,5 +20,6 @@ __all__ = [
     "FeatureKind",
     "FeatureSchema",
     "FeatureSpace",
+    "SchemaError",
     "__version__",
 ]

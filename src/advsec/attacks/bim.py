@@ -1,0 +1,38 @@
+"""BIM / I-FGSM: iterated FGSM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advsec.attacks.base import Eps, GradientAttack
+
+__all__ = ["BIM"]
+
+
+class BIM(GradientAttack):
+    r"""Basic Iterative Method (iterative FGSM).
+
+    Paper: Kurakin, Goodfellow, Bengio, "Adversarial Examples in the Physical World",
+    ICLR workshop 2017. https://arxiv.org/abs/1607.02533
+
+    Norm: L-inf. ``steps`` sign steps of size ``step_size`` (default ``eps / steps * 1.25``...
+    set by ``rel_step_size``, default 0.25 of eps with 10 steps), each followed by projection
+    onto the eps-ball and the valid region; no random start.
+
+    Args:
+        eps: budget (float or list).
+        steps: iterations (default 10).
+        step_size / rel_step_size: absolute step, or step as a fraction of eps (default 0.25).
+        Other options: see :class:`~advsec.attacks.base.GradientAttack`.
+
+    Shapes: ``x`` ``(N, D)``, ``y`` ``(N,)`` -> ``(N, D)``.
+
+    Example:
+        >>> x_adv = BIM(eps=0.1, steps=10)(detector, x, y)
+    """
+
+    name = "bim"
+
+    def __init__(self, *, eps: Eps = 0.1, steps: int = 10, **options: Any) -> None:
+        options.setdefault("random_start", False)
+        super().__init__(eps=eps, steps=steps, **options)
