@@ -1,0 +1,3 @@
+"""Experiments: configurations, run directories and complete studies."""
+
+from __future__ import annotations

@@ -1,0 +1,44 @@
+"""Shared CLI helpers: consoles, option parsing."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+
+try:  # typer >= 0.26 vendors click as typer._click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer depends on click
+    from click import exceptions as click_exceptions
+
+from advsec.errors import ConfigError
+
+__all__ = ["click_exceptions", "console", "err_console", "parse_floats", "parse_ints"]
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def parse_floats(text: str, *, option: str) -> list[float]:
+    """``"0,0.01, 0.1"`` -> ``[0.0, 0.01, 0.1]``; a one-line ConfigError naming ``option``."""
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{option}: expected comma-separated numbers like 0,0.05,0.1, got {text!r}"
+        ) from None
+    if not values or any(not math.isfinite(v) for v in values):
+        raise ConfigError(f"{option}: expected comma-separated finite numbers, got {text!r}")
+    return values
+
+
+def parse_ints(text: str, *, option: str) -> list[int]:
+    """``"64,32"`` -> ``[64, 32]``."""
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated integers like 64,32, "
+                          f"got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{option}: expected at least one integer")
+    return values

@@ -1,0 +1,133 @@
+"""Run attacks over an epsilon grid and tabulate the result: one row per (attack, eps)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from advsec.attacks.base import as_module
+from advsec.evaluation.metrics import attack_success_rate, detection_metrics
+
+__all__ = ["SWEEP_COLUMNS", "Sweep", "evaluate_attack", "valid_share"]
+
+log = logging.getLogger(__name__)
+
+SWEEP_COLUMNS = [
+    "attack", "eps", "accuracy", "precision", "detection_rate", "f1", "fpr", "roc_auc",
+    "attack_success_rate", "mean_linf", "max_linf", "mean_l2", "valid_share", "n", "seconds",
+]
+
+
+@dataclass
+class Sweep:
+    """A sweep's table plus the adversarial inputs and predictions behind it.
+
+    Attributes:
+        table: one row per eps, columns :data:`SWEEP_COLUMNS`.
+        x_adv: eps -> adversarial inputs ``(N, D)`` (CPU float32).
+        pred_adv: eps -> predicted class indices ``(N,)``.
+        pred_clean: predicted class indices on the clean inputs ``(N,)``.
+    """
+
+    table: pd.DataFrame
+    x_adv: dict[float, torch.Tensor] = field(default_factory=dict)
+    pred_adv: dict[float, np.ndarray] = field(default_factory=dict)
+    pred_clean: np.ndarray | None = None
+
+
+def _predict(module: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    dev = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        logits = torch.cat([module(c.to(dev)).cpu() for c in x.split(8192)])
+    module.train(was_training)
+    return logits.argmax(1).numpy(), torch.softmax(logits, 1).numpy()
+
+
+def valid_share(space: Any, x_adv: torch.Tensor, x: torch.Tensor, *, tol: float = 1e-4) -> float:
+    """Share of rows of ``x_adv`` ``(N, D)`` that are valid records.
+
+    A row is valid when its immutable columns equal the original ``x``'s, re-encoding its decoded
+    record gives back the same model input (within ``tol``: integers whole, one-hot blocks exact,
+    bounds held), and the record passes ``space.valid_mask`` when the space has one.
+    """
+    if space is None or len(x_adv) == 0:
+        return float("nan")
+    view = space.torch_view("cpu")
+    xa, xo = x_adv.detach().cpu(), x.detach().cpu()
+    ok = (xa[:, ~view.mutable] == xo[:, ~view.mutable]).all(dim=1).numpy()
+    raw = space.decode(xa)
+    again = torch.from_numpy(space.encode(raw))
+    ok &= ((again - xa).abs().amax(dim=1) <= tol).numpy()
+    if hasattr(space, "valid_mask"):
+        ok &= np.asarray(space.valid_mask(raw), dtype=bool)
+    return float(ok.mean())
+
+
+def evaluate_attack(
+    model: Any,
+    attack: Any,
+    x: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+    *,
+    eps: Sequence[float],
+    name: str | None = None,
+    space: Any = None,
+    benign_class: int = 0,
+    keep_inputs: bool = True,
+) -> Sweep:
+    """Attack ``model`` at every ``eps`` and score each result.
+
+    Args:
+        model: an ``nn.Module`` returning logits or an advsec ``Detector``.
+        attack: a callable attack with a ``run(model, x, y, eps=[...])`` method (all advsec
+            gradient attacks), ``evasion`` attribute optional.
+        x: inputs ``(N, D)``; y: true class indices ``(N,)``.
+        eps: the grid; 0 gives the clean row.
+        name: the ``attack`` column (default: the attack's ``name``).
+        space: the FeatureSpace the inputs came from, to measure ``valid_share`` (whether or
+            not the attack itself was constrained).
+        benign_class: index of the benign class.
+
+    Returns:
+        A :class:`Sweep`; its table has one row per eps with :data:`SWEEP_COLUMNS`.
+    """
+    module = as_module(model)
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
+    y_np = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y).astype(np.int64)
+    evasion = bool(getattr(attack, "evasion", False))
+    pred_clean, _ = _predict(module, x)
+    eps_list = [float(e) for e in eps]
+    result = attack.run(model, x, torch.as_tensor(y_np), eps=eps_list)
+    per_eps = result.seconds / max(len(eps_list), 1)
+    rows, sweep = [], Sweep(pd.DataFrame(), pred_clean=pred_clean)
+    for e, xa in zip(eps_list, result.x_adv, strict=True):
+        xa = xa.detach().cpu()
+        pred, proba = _predict(module, xa)
+        delta = xa - x
+        row = {
+            "attack": name or getattr(attack, "name", type(attack).__name__.lower()),
+            "eps": e,
+            **detection_metrics(y_np, pred, proba=proba, benign_class=benign_class),
+            "attack_success_rate": attack_success_rate(
+                y_np, pred_clean, pred, evasion=evasion, benign_class=benign_class),
+            "mean_linf": float(delta.abs().amax(dim=1).mean()) if len(x) else 0.0,
+            "max_linf": float(delta.abs().max()) if len(x) else 0.0,
+            "mean_l2": float(delta.norm(dim=1).mean()) if len(x) else 0.0,
+            "valid_share": valid_share(space, xa, x),
+            "n": len(x),
+            "seconds": per_eps,
+        }
+        rows.append(row)
+        sweep.pred_adv[e] = pred
+        if keep_inputs:
+            sweep.x_adv[e] = xa
+    sweep.table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+    return sweep
