@@ -27,10 +27,10 @@ demo: $(VENV)/.base
 	$(VENV)/bin/advsec demo --out $(OUT) --force
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests $(wildcard bench)
 
 test: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests $(wildcard bench)
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(VENV)/.dev

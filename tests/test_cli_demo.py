@@ -45,7 +45,7 @@ def demo_run(tmp_path_factory):
 
 
 def test_demo_writes_every_file(demo_run):
-    assert RUN_FILES <= {p.name for p in demo_run.iterdir()}
+    assert {p.name for p in demo_run.iterdir()} >= RUN_FILES
     assert not any(p.name.startswith(".") for p in demo_run.parent.iterdir())  # no temp left
 
 
@@ -68,7 +68,8 @@ def test_report_is_self_contained_and_embeds_every_plot(demo_run):
     html = (demo_run / "report.html").read_text()
     parser = _Images()
     parser.feed(html)
-    assert len(parser.srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in parser.srcs)
+    assert len(parser.srcs) == 3
+    assert all(s.startswith("data:image/png;base64,") for s in parser.srcs)
     assert parser.external == [] and "<script" not in html
     assert "seed 0" in html and "torch" in html and "fgsm-valid" in html
 

@@ -33,7 +33,7 @@ def test_learns_the_default_synthetic_task(data, trained):
 
 
 def test_sklearn_conventions(data, trained):
-    ds, _, _, x_test = data
+    _, _, _, x_test = data
     assert list(trained.classes_) == ["benign", "malicious"]
     assert trained.n_features_in_ == x_test.shape[1]
     proba = trained.predict_proba(x_test)
@@ -79,7 +79,7 @@ def test_weights_file_is_safetensors_not_pickle(tmp_path, trained):
 
 
 def test_bad_input_errors(tmp_path, data, trained):
-    ds, _, x_train, _ = data
+    _, _, x_train, _ = data
     with pytest.raises(DataError, match="columns"):
         trained.predict(np.zeros((3, 5), dtype=np.float32))
     with pytest.raises(DataError, match="NaN"):

@@ -25,7 +25,7 @@ def test_encode_is_float32_in_unit_box(fitted):
         assert x.dtype == np.float32 and x.shape == (len(t), space.n_features_out)
         assert x.min() >= 0.0 and x.max() <= 1.0
     # one-hot blocks sum to one
-    for f, a, b in space.blocks_:
+    for _, a, b in space.blocks_:
         if b - a > 1:
             assert np.all(space.encode(test)[:, a:b].sum(axis=1) == 1.0)
 

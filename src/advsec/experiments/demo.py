@@ -139,8 +139,9 @@ def run_demo(
         try:
             t = time.perf_counter()
             stage(0)
-            ds = load("synthetic", rows=cfg.rows, seed=cfg.seed, malicious_share=cfg.malicious_share,
-                      separation=cfg.separation, noise=cfg.noise, test_size=cfg.test_size)
+            ds = load("synthetic", rows=cfg.rows, seed=cfg.seed,
+                      malicious_share=cfg.malicious_share, separation=cfg.separation,
+                      noise=cfg.noise, test_size=cfg.test_size)
             timings["data"] = time.perf_counter() - t
 
             t = time.perf_counter()
@@ -267,7 +268,7 @@ def _report_html(
             ("clean accuracy", f"{clean['accuracy']:.3f}"),
             ("clean detection rate", f"{clean['detection_rate']:.3f}"),
             (f"accuracy under FGSM ε={fe:g}", f"{plain.loc[fe, 'accuracy']:.3f}"),
-            (f"… with valid records only", f"{valid.loc[fe, 'accuracy']:.3f}"),
+            ("… with valid records only", f"{valid.loc[fe, 'accuracy']:.3f}"),
             ("valid records, unconstrained FGSM", f"{plain.loc[fe, 'valid_share']:.0%}"),
         ))
     immutable = [f.name for f in space.schema if not f.mutable]

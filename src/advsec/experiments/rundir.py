@@ -1,4 +1,4 @@
-"""Run directories written atomically: built in a temporary sibling folder, renamed when complete."""
+"""Run directories written atomically: built in a temporary sibling folder, renamed when done."""
 
 from __future__ import annotations
 

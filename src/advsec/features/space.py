@@ -152,7 +152,7 @@ class FeatureSpace:
         self._check_columns(raw)
         n = len(raw)
         out = np.zeros((n, len(self.columns_)), dtype=np.float32)
-        for f, a, b in self.blocks_:
+        for f, a, _ in self.blocks_:
             if f.kind is FeatureKind.CATEGORICAL:
                 cats = self.categories_[f.name]
                 codes = pd.Categorical(raw[f.name].astype(str), categories=list(cats)).codes
