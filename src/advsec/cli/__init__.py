@@ -12,6 +12,7 @@ from advsec import __version__
 from advsec.cli.common import click_exceptions as ce
 from advsec.cli.common import console, err_console
 from advsec.cli.demo import demo
+from advsec.cli.run import export_command, report_command, run_command
 from advsec.errors import AdvsecError
 
 __all__ = ["app", "main"]
@@ -51,6 +52,9 @@ def _root(
 
 
 app.command("demo")(demo)
+app.command("run")(run_command)
+app.command("report")(report_command)
+app.command("export")(export_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

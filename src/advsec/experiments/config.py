@@ -1,0 +1,325 @@
+"""Experiment configuration: one TOML file describes a whole study (``advsec run FILE``).
+
+Validated with pydantic before anything runs. Errors name the offending key and its line::
+
+    advsec: error: nsl.toml, line 14: attacks[1].stepz: unknown key (allowed: name, attack, ...)
+
+Example::
+
+    [experiment]
+    name = "NSL-KDD binary"
+    seeds = [0, 1]
+
+    [data]
+    dataset = "nsl-kdd"
+    root = "../shared/datasets/nsl-kdd"
+
+    [[detectors]]
+    name = "mlp"
+    hidden = [128, 64]
+
+    [[attacks]]
+    attack = "pgd"
+    steps = 20
+
+    [threat]
+    eps = [0, 0.01, 0.05, 0.1]
+    constraints = ["box", "valid"]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from advsec.errors import ConfigError
+from advsec.experiments.tomlio import tomllib
+
+__all__ = [
+    "AttackConfig",
+    "DataConfig",
+    "DefenseConfig",
+    "DetectorConfig",
+    "ExperimentConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExperimentMeta(_Strict):
+    """``[experiment]``: name, description and seeds (one run per seed; mean and spread)."""
+
+    name: str = "experiment"
+    description: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+
+class DataConfig(_Strict):
+    """``[data]``: a registered dataset (name + root) or a CSV/Parquet file (path + label)."""
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    path: str | None = None
+    test_path: str | None = None
+    label_column: str | None = None
+    benign_label: str | None = None
+    scheme: str = "binary"
+    schema_file: str | None = None
+    schema_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    max_train_rows: int | None = Field(None, ge=10)
+    max_eval_rows: int | None = Field(2000, ge=10)
+
+    @model_validator(mode="after")
+    def _file_needs_label(self) -> DataConfig:
+        if self.dataset in ("csv", "parquet", "tabular") and not (self.path and self.label_column):
+            raise ValueError("a CSV/Parquet dataset needs 'path' and 'label_column'")
+        return self
+
+
+class DetectorConfig(_Strict):
+    """``[[detectors]]``: an advsec MLP (attacked white-box) or a scikit-learn baseline."""
+
+    name: str
+    kind: Literal["mlp", "random_forest", "hist_gradient_boosting", "logistic_regression"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    validation_split: float = Field(0.1, ge=0, lt=1)
+    patience: int = Field(5, ge=1)
+    n_estimators: int = Field(100, ge=1)
+    max_depth: int | None = Field(None, ge=1)
+    surrogate: str | None = None
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(h < 1 for h in v):
+            raise ValueError(f"hidden sizes must be positive, got {v}")
+        return v
+
+
+class AttackConfig(_Strict):
+    """``[[attacks]]``: an attack from the registry and its parameters."""
+
+    attack: str
+    name: str | None = None
+    steps: int | None = Field(None, ge=1)
+    step_size: float | None = Field(None, gt=0)
+    rel_step_size: float | None = Field(None, gt=0)
+    random_start: bool | None = None
+    restarts: int | None = Field(None, ge=1)
+    loss: Literal["ce", "margin"] | None = None
+    decay: float | None = Field(None, ge=0)
+    norm: Literal["linf", "l2"] | None = None
+    queries: int | None = Field(None, ge=1)
+    p_init: float | None = Field(None, gt=0, le=1)
+
+    @field_validator("attack")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from advsec.attacks import ATTACKS
+
+        if v.lower() not in ATTACKS:
+            raise ValueError(f"unknown attack {v!r}; known: {', '.join(sorted(ATTACKS))}")
+        return v.lower()
+
+    @property
+    def label(self) -> str:
+        """The name used in tables (``name`` or the attack's registry name)."""
+        return self.name or self.attack
+
+    def options(self) -> dict[str, Any]:
+        """Constructor options for :func:`advsec.attacks.make_attack` (unset ones left out)."""
+        return self.model_dump(exclude={"attack", "name"}, exclude_none=True)
+
+
+class ThreatConfig(_Strict):
+    """``[threat]``: the eps grid and what the attacker may do."""
+
+    eps: list[float] = Field(default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1, 0.2])
+    constraints: list[Literal["box", "valid"]] = Field(default_factory=lambda: ["valid"],
+                                                       min_length=1)
+    mode: Literal["all", "evasion"] = "all"
+    figure_eps: float | None = None
+
+    @field_validator("eps")
+    @classmethod
+    def _eps(cls, v: list[float]) -> list[float]:
+        if not v or any(not math.isfinite(e) or e < 0 for e in v):
+            raise ValueError(f"eps must be a non-empty list of numbers >= 0, got {v}")
+        out = sorted(set(float(e) for e in v))
+        return out if out[0] == 0.0 else [0.0, *out]
+
+    def chosen_eps(self) -> float:
+        """The eps of confusion matrices, feature changes and exports (default: near 0.1)."""
+        target = 0.1 if self.figure_eps is None else self.figure_eps
+        return min(self.eps[1:] or self.eps, key=lambda e: abs(e - target))
+
+
+class DefenseConfig(_Strict):
+    """``[[defenses]]``: a hardening method applied to each MLP detector."""
+
+    method: Literal["data_augmentation", "pgd_at", "fast_at", "trades"]
+    name: str | None = None
+    attack: str = "fgsm"
+    eps: float = Field(0.1, gt=0)
+    steps: int = Field(7, ge=1)
+    epochs: int = Field(10, ge=1)
+    ratio: float = Field(1.0, gt=0)
+    beta: float = Field(6.0, gt=0)
+
+    @property
+    def label(self) -> str:
+        """The name used in tables."""
+        return self.name or self.method
+
+
+class TrackingConfig(_Strict):
+    """``[tracking]``: optional experiment trackers."""
+
+    mlflow: bool = False
+    mlflow_uri: str | None = None
+
+
+class ExperimentConfig(_Strict):
+    """The whole study."""
+
+    experiment: ExperimentMeta = Field(default_factory=ExperimentMeta)
+    data: DataConfig = Field(default_factory=DataConfig)
+    detectors: list[DetectorConfig] = Field(
+        default_factory=lambda: [DetectorConfig(name="mlp")], min_length=1)
+    attacks: list[AttackConfig] = Field(
+        default_factory=lambda: [AttackConfig(attack="fgsm"), AttackConfig(attack="pgd")],
+        min_length=1)
+    threat: ThreatConfig = Field(default_factory=ThreatConfig)
+    defenses: list[DefenseConfig] = Field(default_factory=list)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        names = [d.name for d in self.detectors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"detector names must be unique, got {names}")
+        labels = [a.label for a in self.attacks]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"attack names must be unique, got {labels} (set 'name')")
+        if not any(d.kind == "mlp" for d in self.detectors):
+            raise ValueError("at least one detector must be an advsec MLP (kind = 'mlp')")
+        for d in self.detectors:
+            if d.surrogate is not None and d.surrogate not in names:
+                raise ValueError(f"detector {d.name!r}: surrogate {d.surrogate!r} is not a "
+                                 "detector of this file")
+        return self
+
+
+def parse_config(text: str, *, source: str = "<config>") -> ExperimentConfig:
+    """Parse and validate TOML ``text``; errors are one-line ConfigErrors naming the line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        where = _dotted(loc)
+        line = _line_of(text, loc)
+        at = f", line {line}" if line else ""
+        if err["type"] == "extra_forbidden":
+            msg = f"{where}: unknown key"
+            allowed = _allowed_keys(loc[:-1])
+            if allowed:
+                msg += f" (allowed: {', '.join(allowed)})"
+        else:
+            text_msg = str(err["msg"]).removeprefix("Value error, ")
+            msg = f"{where}: {text_msg}" if where else text_msg
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{source}{at}: {msg}{more}") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment TOML file; relative data paths resolve against it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: experiment file not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    cfg = parse_config(text, source=str(p))
+    base = p.resolve().parent
+    d = cfg.data
+    for key in ("root", "path", "test_path", "schema_file"):
+        value = getattr(d, key)
+        if value and not Path(value).is_absolute() and not value.startswith("$"):
+            candidate = base / value
+            setattr(d, key, str(candidate))
+    return cfg
+
+
+# ---------------------------------------------------------------------- error locations
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+_MODELS: dict[str, type[BaseModel]] = {
+    "experiment": ExperimentMeta, "data": DataConfig, "detectors": DetectorConfig,
+    "attacks": AttackConfig, "threat": ThreatConfig, "defenses": DefenseConfig,
+    "tracking": TrackingConfig,
+}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    if not loc:
+        return sorted(ExperimentConfig.model_fields)
+    model = _MODELS.get(str(loc[0]))
+    return sorted(model.model_fields) if model and len([p for p in loc if isinstance(
+        p, str)]) == 1 else []
+
+
+_HEADER = re.compile(r"^\s*\[(\[)?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]+\")\s*=")
+
+
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort line number (1-based) of the key at ``loc`` in TOML ``text``."""
+    index: dict[str, int] = {}
+    table: tuple[Any, ...] = ()
+    positions: dict[tuple[Any, ...], int] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        m = _HEADER.match(line)
+        if m:
+            name = m.group(2).strip()
+            if m.group(1):  # [[array]]
+                index[name] = index.get(name, -1) + 1
+                table = (*name.split("."), index[name])
+            else:
+                table = tuple(name.split("."))
+            positions.setdefault(table, n)
+            continue
+        k = _KEY.match(line)
+        if k:
+            positions.setdefault((*table, k.group(1).strip('"')), n)
+    for cut in range(len(loc), 0, -1):
+        if loc[:cut] in positions:
+            return positions[loc[:cut]]
+    return None

@@ -1,0 +1,77 @@
+"""Adversarial records of a run, in the original columns and units, for replay elsewhere."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+from safetensors.torch import load_file
+
+from advsec.errors import ConfigError, DataError
+from advsec.features.space import FeatureSpace
+
+__all__ = ["export_adversarial", "load_adversarial"]
+
+
+def load_adversarial(run_dir: str | Path) -> pd.DataFrame:
+    """One row per (combination, threat, attack, record) at the run's figure ε.
+
+    Columns: ``record_id`` (row of the test table), ``seed``, ``detector``, ``defense``,
+    ``threat``, ``attack``, ``eps``, ``true_label``, ``pred_clean``, ``pred_adversarial``,
+    ``evaded`` (true malicious predicted benign after the attack), then the feature columns
+    in their original units as decoded by the run's FeatureSpace.
+    """
+    run = Path(run_dir)
+    folders = sorted(p for p in (run / "combos").glob("*") if (p / "DONE").exists())
+    if not folders:
+        raise DataError(f"{run}: not an advsec run directory with finished combinations")
+    frames = []
+    for folder in folders:
+        meta = json.loads((folder / "meta.json").read_text())
+        if not meta.get("adversarial"):
+            continue
+        tensors = load_file(str(folder / "adversarial.safetensors"))
+        seed, det, _ = meta["key"].split("__")
+        model_json = run / "models" / f"{det}-s{seed[1:]}.json"
+        if not model_json.exists():
+            raise DataError(f"{model_json}: missing; the run directory is incomplete")
+        space = FeatureSpace.from_dict(json.loads(model_json.read_text())["feature_space"])
+        classes = meta["classes"]
+        benign = meta["benign"]
+        for item in meta["adversarial"]:
+            name = item["name"]
+            raw = space.decode(tensors[f"{name}__x_adv"])
+            y = tensors["y"].numpy()
+            pred_adv = tensors[f"{name}__pred_adv"].numpy()
+            head = pd.DataFrame({
+                "record_id": tensors["record_id"].numpy(),
+                "seed": item["seed"], "detector": item["detector"], "defense": item["defense"],
+                "threat": item["threat"], "attack": item["attack"], "eps": item["eps"],
+                "true_label": [classes[i] for i in y],
+                "pred_clean": [classes[i] for i in tensors["pred_clean"].numpy()],
+                "pred_adversarial": [classes[i] for i in pred_adv],
+                "evaded": (y != benign) & (pred_adv == benign),
+            })
+            frames.append(pd.concat([head, raw], axis=1))
+    if not frames:
+        raise DataError(f"{run}: the run stored no adversarial records")
+    return pd.concat(frames, ignore_index=True)
+
+
+def export_adversarial(run_dir: str | Path, *, fmt: str = "csv",
+                       out: str | Path | None = None) -> Path:
+    """Write :func:`load_adversarial` as CSV or Parquet (atomically); returns the file path."""
+    if fmt not in ("csv", "parquet"):
+        raise ConfigError(f"--format: expected csv or parquet, got {fmt!r}")
+    table = load_adversarial(run_dir)
+    path = Path(out) if out else Path(run_dir) / f"adversarial.{fmt}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if fmt == "csv":
+        table.to_csv(tmp, index=False)
+    else:
+        table.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path

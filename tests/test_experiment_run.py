@@ -1,0 +1,148 @@
+"""`advsec run` end to end on a tiny synthetic study: files, resume, report, export."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+
+from advsec.cli import main
+from advsec.experiments.config import parse_config
+from advsec.experiments.runner import run_experiment, staging_dir
+
+TINY = """\
+[experiment]
+name = "tiny"
+seeds = [0, 1]
+
+[data]
+dataset = "synthetic"
+options = { rows = 1600 }
+max_eval_rows = 300
+
+[[detectors]]
+name = "mlp"
+hidden = [32, 16]
+epochs = 25
+batch_size = 128
+
+[[detectors]]
+name = "forest"
+kind = "random_forest"
+n_estimators = 20
+
+[[attacks]]
+attack = "fgsm"
+
+[[attacks]]
+attack = "bim"
+steps = 5
+
+[threat]
+eps = [0, 0.05, 0.15]
+constraints = ["box", "valid"]
+"""
+
+FILES = {"report.html", "sweep.csv", "worst_case.csv", "metrics.json", "config.toml",
+         "config.json", "run.log", "figures", "models", "combos"}
+
+
+def _stable(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=["seconds"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    f = root / "tiny.toml"
+    f.write_text(TINY)
+    assert main(["run", str(f), "--out", str(root / "full")]) == 0
+    return root / "full"
+
+
+def test_run_writes_every_file(full_run):
+    assert {p.name for p in full_run.iterdir()} >= FILES
+    figs = {p.name for p in (full_run / "figures").iterdir()}
+    assert {"curves_mlp_box.png", "curves_mlp_valid.png", "per_class.png",
+            "features.png"} <= figs
+    assert not any(p.name.startswith(".") for p in full_run.parent.iterdir())
+
+
+def test_sweep_has_every_combination(full_run):
+    s = pd.read_csv(full_run / "sweep.csv")
+    adaptive = s[s.evaluation == "adaptive"]
+    assert len(adaptive) == 2 * 2 * 2 * 3  # seeds x threats x attacks x eps
+    assert set(adaptive.threat) == {"box", "valid"}
+    assert (adaptive[adaptive.threat == "valid"].valid_share == 1.0).all()
+    assert (adaptive[(adaptive.threat == "box") & (adaptive.eps > 0)].valid_share < 0.5).all()
+    baseline = s[s.detector == "forest"]
+    assert set(baseline.evaluation) == {"transfer-from-mlp"} and len(baseline) == 24
+    worst = pd.read_csv(full_run / "worst_case.csv")
+    merged = adaptive.groupby(["seed", "threat", "eps"]).accuracy.min().reset_index().merge(
+        worst, on=["seed", "threat", "eps"])
+    assert (merged.worst_case_accuracy <= merged.accuracy + 1e-12).all()
+
+
+def test_report_parses_and_embeds_every_plot(full_run):
+    html = (full_run / "report.html").read_text()
+
+    class Imgs(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.srcs: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.srcs.append(dict(attrs)["src"])
+
+    p = Imgs()
+    p.feed(html)
+    n_png = len(list((full_run / "figures").glob("*.png")))
+    assert len(p.srcs) == n_png >= 5
+    assert all(s.startswith("data:image/png;base64,") for s in p.srcs)
+    for heading in ("Summary", "Robustness curves", "Per-class recall", "What the attacks change",
+                    "Red-flag checks", "Transfer evaluations", "Valid records vs unconstrained"):
+        assert heading in html
+    metrics = json.loads((full_run / "metrics.json").read_text())
+    assert metrics["strongest_attack"] and metrics["worst_case"]
+
+
+def test_resume_after_interruption_gives_the_same_sweep(full_run, tmp_path):
+    cfg = parse_config(TINY)
+    out = tmp_path / "resumed"
+    calls = []
+
+    def stop_after_first(stage: str, k: int, n: int) -> None:
+        calls.append(k)
+        if k == 1 and not stage.endswith("(reused)"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, out=out, config_text=TINY, progress=stop_after_first)
+    assert not out.exists() and staging_dir(out.resolve()).exists()
+    result = run_experiment(cfg, out=out, config_text=TINY, resume=True)
+    assert result.reused == 1 and result.combinations == 2
+    pd.testing.assert_frame_equal(_stable(pd.read_csv(out / "sweep.csv")),
+                                  _stable(pd.read_csv(full_run / "sweep.csv")))
+
+
+def test_report_rebuilds_and_export_writes_original_columns(full_run, tmp_path):
+    (full_run / "report.html").unlink()
+    assert main(["report", str(full_run)]) == 0
+    assert (full_run / "report.html").exists()
+    target = tmp_path / "adv.csv"
+    assert main(["export", str(full_run), "--format", "csv", "--out", str(target)]) == 0
+    adv = pd.read_csv(target)
+    assert {"record_id", "true_label", "pred_clean", "pred_adversarial", "protocol",
+            "src_bytes", "packets"} <= set(adv.columns)
+    valid = adv[adv.threat == "valid"]
+    assert (valid.packets == valid.packets.round()).all() and (valid.src_bytes >= 0).all()
+    assert main(["export", str(full_run), "--format", "parquet"]) == 0
+    assert len(pd.read_parquet(full_run / "adversarial.parquet")) == len(adv)
+
+
+def test_report_on_a_non_run_directory_fails_cleanly(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not an advsec run directory" in capsys.readouterr().err
