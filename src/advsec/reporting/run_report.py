@@ -161,8 +161,9 @@ def _threats(sweep: pd.DataFrame, fe: float) -> Section | None:
                  for col in t.columns]
     return Section("Valid records vs unconstrained", [
         f"<p>At ε = {fe:g}: accuracy under the unconstrained (box) attack and under the same "
-        "attack restricted to valid records, with the share of adversarial records that are valid. A box "
-        "attack whose records are mostly invalid overstates what a real attacker can do.</p>",
+        "attack restricted to valid records, with the share of adversarial records that are "
+        "valid. A box attack whose records are mostly invalid overstates what a real attacker "
+        "can do.</p>",
         table_html(t)])
 
 
