@@ -21,6 +21,9 @@ def run_command(
     resume: bool = typer.Option(False, "--resume",
                                 help="Reuse finished combinations of an interrupted run."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    data_root: Path | None = typer.Option(
+        None, "--data-root", help="Folder of the datasets (its <dataset>/ subfolder is used when "
+        "present); overrides [data] root."),
 ) -> None:
     """Run every combination of an experiment file and write a run directory with a report.
 
@@ -32,6 +35,11 @@ def run_command(
     from advsec.experiments.runner import plan, run_experiment
 
     cfg = load_config(config)
+    if data_root is not None:
+        if not data_root.is_dir():
+            raise ConfigError(f"--data-root: {data_root} is not a folder")
+        sub = data_root / cfg.data.dataset
+        cfg.data.root = str(sub if sub.is_dir() else data_root)
     target = out or Path("runs") / config.stem
     if target.exists() and not force:
         raise ConfigError(f"{target}: run directory already exists (use --force to replace it)")
