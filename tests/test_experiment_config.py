@@ -94,3 +94,16 @@ def test_cli_reports_config_error_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "line 17" in err[0] and "stepz" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_mlflow_requested_but_missing_fails_before_running(tmp_path, capsys):
+    pytest.importorskip("pandas")
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed here")
+    f = tmp_path / "track.toml"
+    f.write_text(GOOD + "\n[tracking]\nmlflow = true\n")
+    assert main(["run", str(f), "--out", str(tmp_path / "run")]) == 2
+    assert "mlflow is not installed" in capsys.readouterr().err
+    assert not any(tmp_path.glob(".run*")) and not (tmp_path / "run").exists()

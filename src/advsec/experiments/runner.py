@@ -100,6 +100,9 @@ def run_experiment(
     report = progress or (lambda s, k, n: None)
     if out.exists() and not force:
         raise ConfigError(f"{out}: run directory already exists (use --force to replace it)")
+    from advsec.experiments.tracking import check_tracking
+
+    check_tracking(cfg)
     if stage.exists() and not resume:
         shutil.rmtree(stage)
     stage.mkdir(parents=True, exist_ok=True)
