@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import typer
 
 from advsec import __version__
+from advsec.cli import data
 from advsec.cli.common import click_exceptions as ce
 from advsec.cli.common import console, err_console
 from advsec.cli.demo import demo
@@ -55,6 +56,7 @@ app.command("demo")(demo)
 app.command("run")(run_command)
 app.command("report")(report_command)
 app.command("export")(export_command)
+app.add_typer(data.app, name="data")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,14 +8,16 @@ dataset's defaults can live in a schema file and a user can override them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from advsec.errors import SchemaError
 
-__all__ = ["Feature", "FeatureKind", "FeatureSchema"]
+__all__ = ["Feature", "FeatureKind", "FeatureSchema", "read_schema_file"]
 
 
 class FeatureKind(str, Enum):
@@ -243,10 +245,125 @@ class FeatureSchema:
             relations=tuple(data.get("relations", ())),
         )
 
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        *,
+        base: FeatureSchema | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> FeatureSchema:
+        """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``, needs PyYAML) schema file.
+
+        The file is either a complete schema or a set of changes to ``base``:
+
+        - ``features``: the complete, ordered feature list (tables with the keys of
+          :meth:`Feature.from_dict`); replaces the features of ``base``.
+        - ``override``: a table per feature name with the fields to change, e.g.
+          ``[override.src_bytes]`` / ``mutable = false``.
+        - ``drop``: feature names to remove.
+        - ``relations``: replaces the relations; ``add_relations``: appended to them.
+        - ``label``, ``benign_label``: the label column and the benign label.
+
+        ``columns`` (the raw table's columns), when given, must contain every feature named by the
+        result. Every problem raises :class:`SchemaError` naming the file and the key or column.
+        """
+        path = Path(path)
+        data = read_schema_file(path)
+        allowed = {"features", "override", "drop", "relations", "add_relations", "label",
+                   "benign_label", "description"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise SchemaError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        try:
+            if "features" in data:
+                if not isinstance(data["features"], list):
+                    raise SchemaError("'features' must be a list of feature tables")
+                schema = cls.from_dict(
+                    {"features": data["features"],
+                     "label": data.get("label", base.label if base else "label"),
+                     "benign_label": data.get("benign_label",
+                                              base.benign_label if base else "benign"),
+                     "relations": list(base.relations) if base else []}
+                )
+            elif base is not None:
+                schema = base
+            else:
+                raise SchemaError("no 'features' list and no built-in schema to change")
+            drop = data.get("drop", [])
+            if not isinstance(drop, list):
+                raise SchemaError("'drop' must be a list of feature names")
+            missing = [str(n) for n in drop if str(n) not in schema.names]
+            if missing:
+                raise SchemaError(f"'drop' names unknown feature(s) {missing}")
+            if drop:
+                schema = schema.select([n for n in schema.names if n not in set(map(str, drop))])
+            overrides = data.get("override", {})
+            if not isinstance(overrides, Mapping):
+                raise SchemaError("'override' must be a table of per-feature tables")
+            schema = schema.with_overrides(overrides)
+            relations = list(data.get("relations", schema.relations))
+            relations += list(data.get("add_relations", []))
+            schema = replace(
+                schema,
+                relations=tuple(relations),
+                label=str(data.get("label", schema.label)),
+                benign_label=str(data.get("benign_label", schema.benign_label)),
+            )
+            from advsec.features.constraints import relations_from_schema
+
+            relations_from_schema(schema)
+        except SchemaError as exc:
+            raise SchemaError(f"{path}: {exc}") from None
+        if columns is not None:
+            cols = set(columns)
+            unknown_cols = [n for n in schema.names if n not in cols]
+            if unknown_cols:
+                raise SchemaError(
+                    f"{path}: schema names column(s) {unknown_cols} that the table does not have"
+                )
+        return schema
+
+
+def read_schema_file(path: str | Path) -> dict[str, Any]:
+    """The dictionary stored in a TOML or YAML schema file (one-line :class:`SchemaError`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SchemaError(f"{path}: schema file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover - Python 3.10
+                import tomli as tomllib
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        elif suffix in (".yaml", ".yml"):
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ImportError:
+                raise SchemaError(
+                    f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write TOML"
+                ) from None
+            with path.open("r", encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        else:
+            raise SchemaError(f"{path}: schema files must end in .toml, .yaml or .yml")
+    except SchemaError:
+        raise
+    except Exception as exc:  # parse errors of either format
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SchemaError(f"{path}: not a valid {suffix[1:].upper()} file: {first}") from None
+    if not isinstance(data, dict):
+        raise SchemaError(f"{path}: expected a table/mapping at the top level")
+    return data
+
 
 def _relation_features(rel: Mapping[str, Any]) -> list[str]:
     names: list[str] = []
-    for key in ("features", "feature", "target", "when", "lhs", "rhs", "min", "mean", "max"):
+    for key in ("features", "feature", "target", "when", "lhs", "rhs", "min", "mean", "max",
+                "numerator", "denominator"):
         value = rel.get(key)
         if isinstance(value, str):
             names.append(value)
