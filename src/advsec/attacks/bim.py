@@ -15,9 +15,11 @@ class BIM(GradientAttack):
     Paper: Kurakin, Goodfellow, Bengio, "Adversarial Examples in the Physical World",
     ICLR workshop 2017. https://arxiv.org/abs/1607.02533
 
-    Norm: L-inf. ``steps`` sign steps of size ``step_size`` (default ``eps / steps * 1.25``...
-    set by ``rel_step_size``, default 0.25 of eps with 10 steps), each followed by projection
-    onto the eps-ball and the valid region; no random start.
+    Norm: L-inf. From the clean input, ``steps`` sign steps
+    :math:`x_{t+1} = \Pi_{B_\infty(x, \epsilon) \cap V}(x_t + \alpha\,\mathrm{sign}(\nabla_x L))`,
+    no random start. :math:`\alpha` is ``step_size``, or ``rel_step_size * eps`` (default
+    0.25 * eps, so 10 steps can travel 2.5 eps; torchattacks' defaults are the same ratio,
+    alpha = 2/255 for eps = 8/255).
 
     Args:
         eps: budget (float or list).

@@ -12,7 +12,14 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["OBJECTIVES", "Objective", "ce_objective", "get_objective", "margin_objective"]
+__all__ = [
+    "OBJECTIVES",
+    "Objective",
+    "ce_objective",
+    "dlr_objective",
+    "get_objective",
+    "margin_objective",
+]
 
 Objective = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 
@@ -35,11 +42,30 @@ def margin_objective(logits: torch.Tensor, labels: torch.Tensor, targeted: bool)
     return z_label - z_other if targeted else z_other - z_label
 
 
-OBJECTIVES: dict[str, Objective] = {"ce": ce_objective, "margin": margin_objective}
+def dlr_objective(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Difference of logits ratio (Croce & Hein 2020), untargeted, for 3+ classes.
+
+    ``-(z_y - max_{j != y} z_j) / (z_(1) - z_(3))`` with ``z_(i)`` the i-th largest logit; scale
+    invariant. Binary detectors have no third logit: use ``"margin"`` there. Shape ``(N,)``.
+    """
+    if logits.shape[1] < 3:
+        raise ValueError("the DLR loss needs 3 or more classes; use loss='margin' for binary "
+                         "detectors")
+    if targeted:
+        raise ValueError("the DLR objective is untargeted only; use 'ce' or 'margin'")
+    top = logits.topk(3, dim=1).values
+    return margin_objective(logits, labels, False) / (top[:, 0] - top[:, 2] + 1e-12)
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "ce": ce_objective,
+    "margin": margin_objective,
+    "dlr": dlr_objective,
+}
 
 
 def get_objective(loss: str | Objective) -> Objective:
-    """``"ce"`` / ``"margin"`` or a callable objective."""
+    """``"ce"`` / ``"margin"`` / ``"dlr"`` or a callable objective."""
     if callable(loss):
         return loss
     if loss not in OBJECTIVES:

@@ -15,8 +15,9 @@ class MIM(GradientAttack):
     Paper: Dong, Liao, Pang, Su, Zhu, Hu, Li, "Boosting Adversarial Attacks with Momentum",
     CVPR 2018. https://arxiv.org/abs/1710.06081
 
-    Norm: L-inf. :math:`g_{t+1} = \mu g_t + \nabla / \mathrm{mean}|\nabla|`, step
-    :math:`x_{t+1} = \Pi(x_t + \alpha\,\mathrm{sign}(g_{t+1}))`.
+    Norm: L-inf. :math:`g_{t+1} = \mu g_t + \nabla_x L / \mathrm{mean}|\nabla_x L|` (per row,
+    over mutable columns), :math:`x_{t+1} = \Pi(x_t + \alpha\,\mathrm{sign}(g_{t+1}))`, from the
+    clean input. :math:`\alpha` = ``step_size`` or ``rel_step_size * eps`` (default 0.25 * eps).
 
     Args:
         eps: budget (float or list).

@@ -10,9 +10,11 @@ import typer
 
 from advsec import __version__
 from advsec.cli import data
+from advsec.cli.attack import attack_command
 from advsec.cli.common import click_exceptions as ce
 from advsec.cli.common import console, err_console
 from advsec.cli.demo import demo
+from advsec.cli.reproduce import reproduce_command
 from advsec.cli.run import export_command, report_command, run_command
 from advsec.errors import AdvsecError
 
@@ -56,6 +58,8 @@ app.command("demo")(demo)
 app.command("run")(run_command)
 app.command("report")(report_command)
 app.command("export")(export_command)
+app.command("attack")(attack_command)
+app.command("reproduce")(reproduce_command)
 app.add_typer(data.app, name="data")
 
 

@@ -1,8 +1,9 @@
 """What one combination of a run writes, and how the run's tables are gathered back.
 
 ``combos/<key>/`` holds ``clean.csv``, ``sweep.csv``, ``worst.csv``, ``per_class.csv``,
-``features.csv``, ``confusion.json``, ``adversarial.safetensors`` (+ ``adversarial.json``) and a
-``DONE`` marker; the folder is renamed into place only when complete.
+``features.csv``, ``checks.csv`` (model red-flag checks), ``confusion.json``,
+``adversarial.safetensors``, ``meta.json`` and a ``DONE`` marker; the folder is renamed into
+place only when complete.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from advsec.evaluation import Sweep, confusion
 
 __all__ = ["TABLES", "CombinationResult", "combo_dir", "gather", "read_combo", "write_combo"]
 
-TABLES = ("clean", "sweep", "worst", "per_class", "features")
+TABLES = ("clean", "sweep", "worst", "per_class", "features", "checks")
 
 
 def combo_dir(stage: Path, key: str) -> Path:
@@ -42,6 +43,7 @@ class CombinationResult:
     worst: list[pd.DataFrame] = field(default_factory=list)
     per_class: list[dict[str, Any]] = field(default_factory=list)
     features: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
     confusion: list[dict[str, Any]] = field(default_factory=list)
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     tensor_index: list[dict[str, Any]] = field(default_factory=list)
@@ -108,6 +110,7 @@ def write_combo(stage: Path, key: str, res: CombinationResult) -> Path:
     _concat(res.worst).to_csv(tmp / "worst.csv", index=False)
     pd.DataFrame(res.per_class).to_csv(tmp / "per_class.csv", index=False)
     pd.DataFrame(res.features).to_csv(tmp / "features.csv", index=False)
+    pd.DataFrame(res.checks).to_csv(tmp / "checks.csv", index=False)
     (tmp / "confusion.json").write_text(json.dumps(res.confusion))
     if res.tensors:
         save_file({k: v.contiguous() for k, v in res.tensors.items()},

@@ -244,6 +244,11 @@ def _run_combination(
     y_all = det.encode_labels(p.y_test).numpy()
     res.clean.append({**meta, "n": len(y_all), **detection_metrics(
         y_all, proba.argmax(1), proba=proba, benign_class=benign)})
+    from advsec.evaluation.checks import check_model
+
+    probe = slice(0, min(256, len(x_eval)))
+    for flag in check_model(det.as_module(), x_eval[probe], y_eval[probe]):
+        res.checks.append({**meta, "check": flag.name, "ok": flag.ok, "detail": flag.detail})
     fe = cfg.threat.chosen_eps()
     y_np = y_eval.numpy()
     for threat in cfg.threat.constraints:

@@ -50,7 +50,7 @@ def build_run_report(run_dir: str | Path) -> Path:
         _per_class(data["per_class"], adaptive, fe, figs),
         _features(data["features"], adaptive, fe, figs),
         _transfer(sweep, fe),
-        _flags(sweep, worst),
+        _flags(sweep, data["checks"]),
         _setup(cfg, run, data["meta"]),
     ]
     metrics = {
@@ -285,20 +285,21 @@ def _transfer(sweep: pd.DataFrame, fe: float) -> Section | None:
         "MLP surrogate (they have no gradients).</p>", table_html(t)])
 
 
-def _flags(sweep: pd.DataFrame, worst: pd.DataFrame) -> Section:
-    try:
-        from advsec.evaluation.checks import check_sweep
-    except ImportError:
-        check_sweep = None
+def _flags(sweep: pd.DataFrame, model_checks: pd.DataFrame) -> Section:
+    from advsec.evaluation.checks import check_sweep
+
     rows = []
-    if check_sweep is not None:
-        adaptive = sweep[sweep.evaluation == "adaptive"]
-        for key, g in adaptive.groupby(["detector", "defense", "threat"], sort=False):
-            for flag in check_sweep(g):
-                rows.append({"detector": key[0], "defense": key[1], "threat": key[2],
-                             "check": flag.name, "ok": flag.ok, "detail": flag.detail})
-    else:
-        rows = _basic_flags(sweep)
+    adaptive = sweep[sweep.evaluation == "adaptive"]
+    for key, g in adaptive.groupby(["detector", "defense", "threat"], sort=False):
+        for flag in check_sweep(g):
+            rows.append({"detector": key[0], "defense": key[1], "threat": key[2],
+                         "check": flag.name, "ok": bool(flag.ok), "detail": flag.detail})
+    if not model_checks.empty:
+        worst = model_checks.sort_values("ok").groupby(
+            ["detector", "defense", "check"], sort=False).first().reset_index()
+        for r in worst.itertuples():
+            rows.append({"detector": r.detector, "defense": r.defense, "threat": "model",
+                         "check": r.check, "ok": bool(r.ok), "detail": r.detail})
     body = []
     if rows:
         t = pd.DataFrame(rows)
@@ -308,18 +309,6 @@ def _flags(sweep: pd.DataFrame, worst: pd.DataFrame) -> Section:
         t["ok"] = t.ok.map({True: "ok", False: "RED FLAG"})
         body.append(table_html(t))
     return Section("Red-flag checks", body or ["<p>No checks could be run.</p>"])
-
-
-def _basic_flags(sweep: pd.DataFrame) -> list[dict[str, Any]]:
-    rows = []
-    adaptive = sweep[sweep.evaluation == "adaptive"]
-    for key, g in adaptive.groupby(["detector", "defense", "threat", "attack"], sort=False):
-        m = g.groupby("eps")["accuracy"].mean().sort_index()
-        rising = bool((np.diff(m.to_numpy()) > 0.005).any())
-        rows.append({"detector": key[0], "defense": key[1], "threat": key[2],
-                     "check": f"{key[3]}: accuracy non-increasing in ε", "ok": not rising,
-                     "detail": " → ".join(f"{v:.3f}" for v in m.to_numpy())})
-    return rows
 
 
 def _setup(cfg: dict[str, Any], run: Path, meta: list[dict[str, Any]]) -> Section:

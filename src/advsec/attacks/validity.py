@@ -1,0 +1,48 @@
+"""Whether adversarial model inputs are real records an attacker could send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["valid_records"]
+
+
+def valid_records(
+    space: Any, x_adv: torch.Tensor | np.ndarray, x: torch.Tensor | np.ndarray, *,
+    tol: float = 1e-4,
+) -> np.ndarray:
+    """``(N,)`` bool: rows of ``x_adv`` ``(N, D)`` that are valid records derived from ``x``.
+
+    A row is valid when (1) its immutable columns equal the original row's, (2) it encodes a
+    real record: re-encoding its decoded record gives back the same model input within ``tol``
+    (integers whole, one-hot blocks exactly one-hot, bounds held), and (3) the decoded record
+    passes ``space.valid_mask`` (relations, ...) when the space has one.
+
+    Args:
+        space: the fitted FeatureSpace the inputs came from.
+        x_adv, x: adversarial and original model inputs, ``(N, D)``.
+        tol: tolerance of the re-encoding check in model-input units.
+    """
+    xa = _numpy(x_adv)
+    xo = _numpy(x)
+    if xa.shape != xo.shape:
+        raise ValueError(f"x_adv {xa.shape} and x {xo.shape} differ in shape")
+    if len(xa) == 0:
+        return np.zeros(0, dtype=bool)
+    fixed = ~np.asarray(space.mutable_mask, dtype=bool)
+    ok = np.all(xa[:, fixed] == xo[:, fixed], axis=1)
+    raw = space.decode(xa)
+    again = np.asarray(space.encode(raw), dtype=np.float64)
+    ok &= np.max(np.abs(again - xa), axis=1) <= tol
+    if hasattr(space, "valid_mask"):
+        ok &= np.asarray(space.valid_mask(raw), dtype=bool)
+    return ok
+
+
+def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy().astype(np.float64)
+    return np.asarray(x, dtype=np.float64)

@@ -1,0 +1,243 @@
+"""``advsec attack``: attack a saved detector on a dataset over an eps list; write the results.
+
+Errors (a missing model file, an unknown attack or dataset, a bad option) are raised as
+:class:`~advsec.errors.AdvsecError` with a one-line message; the main app prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import typer
+
+from advsec.attacks.registry import ATTACKS, ITERATIVE
+from advsec.cli.common import console, parse_floats
+from advsec.errors import ConfigError, DataError
+
+__all__ = ["attack_command", "run_attack"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("csv", "parquet")
+
+
+def attack_command(
+    model: Path = typer.Option(..., "--model", "-m", help="Saved detector: the PATH prefix of "
+                               "PATH.safetensors + PATH.json (the JSON holds the FeatureSpace)."),
+    dataset: str = typer.Option("synthetic", "--dataset", "-d",
+                                help="Registered dataset name (see `advsec data list`)."),
+    root: Path | None = typer.Option(None, "--root", help="Folder with the dataset's files."),
+    split: str = typer.Option("test", "--split", help="Which split to attack: test or train."),
+    scheme: str | None = typer.Option(None, "--scheme", help="Label scheme of the dataset "
+                                      "(default: the loader's; must match the model's classes)."),
+    attack: str = typer.Option("pgd", "--attack", "-a",
+                               help=f"Attack: {', '.join(ATTACKS)}."),
+    eps: str = typer.Option("0.01,0.05,0.1", "--eps",
+                            help="Comma-separated budgets (fraction of each feature's range)."),
+    steps: int | None = typer.Option(None, "--steps", help="Iterations (queries for square; "
+                                     "default: the attack's own)."),
+    norm: str = typer.Option("linf", "--norm", help="linf or l2 (square: linf only)."),
+    valid: bool = typer.Option(True, "--valid/--unconstrained", help="Keep records valid "
+                               "(mutable features, bounds, repair) or attack the plain [0, 1] "
+                               "box (the unconstrained baseline)."),
+    evasion: bool = typer.Option(False, "--evasion", help="Attack malicious records only, "
+                                 "towards benign."),
+    out: Path = typer.Option(Path("runs/attack"), "--out", "-o",
+                             help="Output folder (written atomically)."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="Adversarial records: csv or parquet."),
+    max_rows: int | None = typer.Option(None, "--max-rows", help="Attack only the first N "
+                                        "records of the split."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the dataset split and the attack."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+) -> None:
+    """Attack a saved detector over an eps list; write the result table and the records.
+
+    OUT gets results.csv (one row per eps: accuracy, detection rate, attack success rate,
+    perturbation, valid share, seconds), adversarial.csv or .parquet (every attacked record in
+    its original columns, beside its record id, true label, clean and adversarial predictions,
+    success and validity) and attack.json (the settings).
+    """
+    summary = run_attack(
+        model=model, dataset=dataset, root=root, split=split, scheme=scheme, attack=attack,
+        eps=parse_floats(eps, option="--eps"), steps=steps, norm=norm, valid=valid,
+        evasion=evasion, out=out, fmt=fmt, max_rows=max_rows, seed=seed, device=device,
+        force=force,
+    )
+    table = summary["table"]
+    for row in table.itertuples():
+        console.print(
+            f"{row.attack} eps={row.eps:g}: accuracy {row.accuracy:.3f}, detection rate "
+            f"{row.detection_rate:.3f}, attack success {row.attack_success_rate:.3f}, "
+            f"valid {row.valid_share:.3f}")
+    console.print(f"wrote {summary['out']}")
+
+
+def run_attack(
+    *,
+    model: Path,
+    dataset: str,
+    root: Path | None,
+    split: str,
+    scheme: str | None,
+    attack: str,
+    eps: list[float],
+    steps: int | None,
+    norm: str,
+    valid: bool,
+    evasion: bool,
+    out: Path,
+    fmt: str,
+    max_rows: int | None,
+    seed: int,
+    device: str,
+    force: bool,
+) -> dict[str, Any]:
+    """The work behind ``advsec attack``; returns ``{"table": DataFrame, "out": Path}``."""
+    from advsec.attacks import make_attack
+    from advsec.attacks.validity import valid_records
+    from advsec.datasets import load
+    from advsec.experiments.rundir import atomic_run_dir
+    from advsec.models import Detector
+    from advsec.models.detector import resolve_device
+
+    name = attack.lower().replace("_", "-")
+    if name not in ATTACKS:
+        raise ConfigError(f"--attack: unknown attack {attack!r}; known: {', '.join(ATTACKS)}")
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format: expected csv or parquet, got {fmt!r}")
+    if split not in ("test", "train"):
+        raise ConfigError(f"--split: expected test or train, got {split!r}")
+    if norm not in ("linf", "l2") or (name == "square" and norm != "linf"):
+        raise ConfigError(f"--norm: expected linf or l2 (square: linf), got {norm!r}")
+    if any(e < 0 for e in eps):
+        raise ConfigError("--eps: budgets must be >= 0")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps: must be >= 1, got {steps}")
+    if max_rows is not None and max_rows < 1:
+        raise ConfigError(f"--max-rows: must be >= 1, got {max_rows}")
+    if out.exists() and not force:
+        raise ConfigError(f"{out}: output folder already exists (use --force to replace it)")
+    try:
+        dev = str(resolve_device(device))
+        torch.device(dev)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device: {exc}") from None
+
+    det = Detector.load(model, device=dev)
+    space = getattr(det, "feature_space_", None)
+    if space is None:
+        raise DataError(f"{model}: the model JSON holds no FeatureSpace; save the detector with "
+                        f"its feature space to attack raw records")
+    options: dict[str, Any] = {"seed": seed}
+    if root is not None:
+        options["root"] = str(root)
+    if scheme is not None:
+        options["scheme"] = scheme
+    ds = load(dataset, **options)
+    table = ds.test if split == "test" else ds.train
+    if max_rows is not None:
+        table = table.iloc[:max_rows]
+    if len(table) == 0:
+        raise DataError(f"{dataset}: the {split} split has no records")
+    labels = table[ds.label].astype(str).to_numpy()
+    classes = [str(c) for c in det.classes_]
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise DataError(f"{dataset} ({split}): label(s) {unknown[:5]} are not classes of the "
+                        f"model {classes}; use the --scheme the model was trained with")
+    x = torch.as_tensor(space.encode(table))
+    if x.shape[1] != det.n_features_in_:
+        raise DataError(f"{dataset}: records encode to {x.shape[1]} columns, the model expects "
+                        f"{det.n_features_in_}")
+    y = det.encode_labels(labels)
+    benign = ds.benign_label if str(ds.benign_label) in classes else None
+    benign_class = classes.index(str(benign)) if benign is not None else 0
+
+    opts: dict[str, Any] = {"eps": eps, "seed": seed, "evasion": evasion,
+                            "benign_class": benign_class,
+                            "feature_space": space if valid else None}
+    if name != "square":
+        opts["norm"] = norm
+    if steps is not None:
+        if name == "square":
+            opts["queries"] = steps
+        elif name in ITERATIVE:
+            opts["steps"] = steps
+        else:
+            log.warning("--steps does not apply to %s (one step); ignored", name)
+    atk = make_attack(name, **opts)
+
+    t0 = time.perf_counter()
+    sweep_table, x_adv, pred_clean, pred_adv = _sweep(det, atk, x, y, eps, space, benign_class)
+    seconds = time.perf_counter() - t0
+
+    ids = table.index.to_numpy()
+    frames = []
+    for e in eps:
+        xa = x_adv[e]
+        raw = _decode(space, xa, table)
+        front = pd.DataFrame({
+            "record_id": ids,
+            "eps": e,
+            "label": labels,
+            "pred_clean": np.asarray(det.classes_)[pred_clean].astype(str),
+            "pred_adv": np.asarray(det.classes_)[pred_adv[e]].astype(str),
+            "attacked": (labels != str(benign)) if evasion else np.ones(len(labels), bool),
+            "success": _success(y.numpy(), pred_clean, pred_adv[e], evasion, benign_class),
+            "valid": valid_records(space, xa, x),
+        })
+        frames.append(pd.concat([front, raw.reset_index(drop=True)], axis=1))
+    records = pd.concat(frames, ignore_index=True)
+
+    settings = {"model": str(model), "dataset": dataset, "split": split, "root": str(root)
+                if root else None, "scheme": scheme, "attack": name, "eps": eps, "steps": steps,
+                "norm": norm, "valid": valid, "evasion": evasion, "rows": len(table),
+                "seed": seed, "device": dev, "seconds": round(seconds, 3),
+                "classes": classes, "benign_class": benign_class}
+    with atomic_run_dir(out, force=force) as tmp:
+        sweep_table.to_csv(tmp / "results.csv", index=False)
+        if fmt == "csv":
+            records.to_csv(tmp / "adversarial.csv", index=False)
+        else:
+            records.to_parquet(tmp / "adversarial.parquet", index=False)
+        (tmp / "attack.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return {"table": sweep_table, "out": out}
+
+
+def _sweep(det: Any, atk: Any, x: torch.Tensor, y: torch.Tensor, eps: list[float], space: Any,
+           benign_class: int
+           ) -> tuple[pd.DataFrame, dict[float, torch.Tensor], np.ndarray, dict[float, np.ndarray]]:
+    """The result table (evaluation's sweep when available) and the adversarial inputs."""
+    try:
+        from advsec.evaluation import evaluate_attack
+    except ImportError:  # evaluation not installed in this build: the attack's own table
+        res = atk.run(det, x, y, eps=eps, space=space)
+        table = res.table()
+        return (table, {e: xa.cpu() for e, xa in zip(eps, res.x_adv, strict=True)},
+                res.clean_pred.cpu().numpy(),
+                {e: p.cpu().numpy() for e, p in zip(eps, res.adv_pred, strict=True)})
+    sweep = evaluate_attack(det, atk, x, y, eps=eps, space=space, benign_class=benign_class)
+    return sweep.table, sweep.x_adv, np.asarray(sweep.pred_clean), sweep.pred_adv
+
+
+def _decode(space: Any, xa: torch.Tensor, table: pd.DataFrame) -> pd.DataFrame:
+    """Records in their original columns; untouched features keep their exact raw values."""
+    try:
+        return space.decode(xa, reference=table[space.schema.names])
+    except TypeError:  # a space without reference decoding
+        return space.decode(xa)
+
+
+def _success(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, evasion: bool,
+             benign: int) -> np.ndarray:
+    if evasion:
+        return (y != benign) & (clean != benign) & (adv == benign)
+    return (clean == y) & (adv != y)
