@@ -59,17 +59,20 @@ def _sync(device: torch.device) -> None:
 
 def measure(fns: dict[str, Callable[[], Any]], *, rounds: int, warmup: int,
             device: torch.device) -> dict[str, list[float]]:
-    """Seconds per call of each function, one entry per round, interleaved round by round."""
+    """Seconds per call of each function, one entry per round, interleaved round by round
+    (in an order rotated every round)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     _sync(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    order = list(fns)
+    for r in range(rounds):
+        # rotate the order each round: no implementation always follows the same neighbour
+        for name in order[r % len(order):] + order[: r % len(order)]:
             _sync(device)
             t0 = time.perf_counter()
-            fn()
+            fns[name]()
             _sync(device)
             times[name].append(time.perf_counter() - t0)
     return times

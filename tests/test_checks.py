@@ -12,6 +12,7 @@ from advsec.evaluation import evaluate_attack
 from advsec.evaluation.checks import (
     Flag,
     check_black_box_vs_white_box,
+    check_budget,
     check_gradients,
     check_iterative_vs_fgsm,
     check_monotone_eps,
@@ -80,6 +81,16 @@ def test_unbounded_attack_below_full_success_is_flagged():
     assert not flag.ok and "pgd 80.0%" in flag.detail and "fgsm" not in flag.detail
     assert check_unbounded_success(bad, large_eps=10.0, attacks=["fgsm"]).ok
     assert check_unbounded_success(SOUND, large_eps=100.0).detail.startswith("n/a")
+
+
+def test_perturbation_beyond_the_budget_is_flagged():
+    t = table([("pgd", 0.05, 0.7, 0.3), ("pgd-valid", 0.05, 0.6, 0.4)])
+    t["max_linf"] = [0.05, 0.33]
+    flag = check_budget(t)
+    assert not flag.ok and "pgd-valid" in flag.detail and "0.33" in flag.detail
+    t["max_linf"] = [0.05, 0.0499]
+    assert check_budget(t).ok
+    assert len(check_sweep(t)) == 4 and len(check_sweep(SOUND)) == 3
 
 
 @pytest.fixture(scope="module")

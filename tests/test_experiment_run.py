@@ -146,3 +146,18 @@ def test_report_rebuilds_and_export_writes_original_columns(full_run, tmp_path):
 def test_report_on_a_non_run_directory_fails_cleanly(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not an advsec run directory" in capsys.readouterr().err
+
+
+def test_defended_detector_is_reattacked_and_transfer_is_labelled(tmp_path):
+    text = TINY.replace("seeds = [0, 1]", "seeds = [0]").replace(
+        'constraints = ["box", "valid"]', 'constraints = ["valid"]') + (
+        '\n[[defenses]]\nmethod = "pgd_at"\neps = 0.1\nsteps = 3\nepochs = 3\n')
+    cfg = parse_config(text)
+    run_experiment(cfg, out=tmp_path / "run", config_text=text)
+    s = pd.read_csv(tmp_path / "run" / "sweep.csv")
+    defended = s[(s.defense == "pgd_at") & (s.detector == "mlp")]
+    assert set(defended.evaluation) == {"adaptive", "transfer-from-undefended"}
+    clean = pd.read_csv(tmp_path / "run" / "combos" / "s0__mlp__pgd_at" / "clean.csv")
+    assert {"accuracy", "detection_rate", "fpr"} <= set(clean.columns)
+    assert (tmp_path / "run" / "models" / "mlp-pgd_at-s0.safetensors").exists()
+    assert "transfer-from-undefended" in (tmp_path / "run" / "report.html").read_text()

@@ -66,6 +66,7 @@ def test_worst_case_is_at_most_every_per_attack_accuracy(setup):
         assert np.all(np.diff(per.cumulative_accuracy.to_numpy()) <= 1e-12)
         assert per.cumulative_accuracy.iloc[-1] == pytest.approx(worst.accuracy)
         assert int(per.n_broken.sum()) == int(worst.n_broken)
+        assert (rows.max_linf <= e + 1e-6).all()
     # the attacks do something at the largest eps
     assert wc.accuracy(0.1) < wc.pred_clean.__eq__(y.numpy()).mean()
 

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err_console.print(f"advsec: error: {exc}", markup=False, highlight=False,
                           soft_wrap=True)
         return 2
-    except (ce.Abort, typer.Abort):
+    except typer.Abort:
         err_console.print("advsec: aborted", markup=False)
         return 130
     except KeyboardInterrupt:

@@ -358,8 +358,7 @@ def flags_html(flags: Sequence[Flag]) -> str:
 def _means(table: pd.DataFrame) -> pd.DataFrame:
     if table is None or table.empty:
         return pd.DataFrame(columns=["attack", "eps", "accuracy"])
-    t = table[~table["attack"].astype(str).str.lower().isin(_WORST)]
-    t = t[t["accuracy"].notna()] if "accuracy" in t.columns else t
+    t = table[table["accuracy"].notna()] if "accuracy" in table.columns else table
     return t.groupby(["attack", "eps"], sort=False)["accuracy"].mean().reset_index()
 
 

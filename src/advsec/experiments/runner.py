@@ -305,8 +305,9 @@ class _Fixed:
     def run(self, model: Any, x: torch.Tensor, y: torch.Tensor, *, eps: list[float]) -> Any:
         from advsec.attacks import AttackResult
 
-        return AttackResult(list(eps), [self.x_adv for _ in eps],
-                            torch.ones(len(x), dtype=torch.bool), 0.0)
+        return AttackResult(attack="fixed", eps=list(eps), x_adv=[self.x_adv for _ in eps],
+                            attacked=torch.ones(len(x), dtype=torch.bool), y=y, target=None,
+                            evasion=False, benign_class=0, seconds=0.0)
 
 
 def _baselines(
