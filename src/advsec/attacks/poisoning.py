@@ -12,6 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+
+def _detection_metrics(y: np.ndarray, pred: np.ndarray, *, benign_class: Any) -> dict[str, float]:
+    from advsec.evaluation.metrics import detection_metrics  # lazy: evaluation imports attacks
+
+    return detection_metrics(y, pred, benign_class=benign_class)
+
 __all__ = ["flip_labels", "poisoning_study"]
 
 log = logging.getLogger(__name__)
@@ -146,29 +152,10 @@ def poisoning_study(
         if y_te.dtype.kind == "U":
             pred = pred.astype(str)
         rows.append({"mode": mode, "rate": float(rate), "n_flipped": int(flipped.sum()),
-                     **_metrics(y_te, pred, _like(benign_label, y_te)),
+                     **_detection_metrics(y_te, pred, benign_class=_like(benign_label, y_te)),
                      "seconds": time.perf_counter() - t0})
         log.info("poisoning %s rate %.3f: %s", mode, rate, rows[-1])
     return pd.DataFrame(rows)
-
-
-def _metrics(y: np.ndarray, pred: np.ndarray, benign: Any) -> dict[str, float]:
-    mal, flagged = y != benign, pred != benign
-    tp = float(np.sum(mal & flagged))
-    fp = float(np.sum(~mal & flagged))
-    fn = float(np.sum(mal & ~flagged))
-    tn = float(np.sum(~mal & ~flagged))
-    precision = tp / (tp + fp) if tp + fp else math.nan
-    recall = tp / (tp + fn) if tp + fn else math.nan
-    f1 = (2 * precision * recall / (precision + recall)
-          if precision + recall and not math.isnan(precision + recall) else math.nan)
-    return {
-        "accuracy": float(np.mean(y == pred)) if len(y) else math.nan,
-        "precision": precision,
-        "detection_rate": recall,
-        "f1": f1,
-        "fpr": fp / (fp + tn) if fp + tn else math.nan,
-    }
 
 
 def _labels(y: Any) -> np.ndarray:
