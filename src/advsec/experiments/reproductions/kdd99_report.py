@@ -305,7 +305,8 @@ def _findings(s: Any, h: dict[str, Any]) -> list[str]:
         pairs = "; ".join(f"ε = {e:g}: {m0[f'unconstrained eps={e:g}']:.3f} unconstrained, "
                           f"{m0[f'valid records eps={e:g}']:.3f} with valid records"
                           for e in cfg.minmax_eps)
-        e_at = min(cfg.minmax_eps, key=lambda v: abs(v - cfg.minmax_at_eps))
+        e_at = max(cfg.minmax_eps, key=lambda v: abs(m1[f"valid records eps={v:g}"]
+                                                     - m0[f"valid records eps={v:g}"]))
         bud = s.tables["minmax_budget"]
         bud = bud[bud.model == m0["model"]]
         over = ", ".join(f"{r.of_which_fooling_the_model:.1%} at ε = {r.eps:g}"
@@ -314,8 +315,8 @@ def _findings(s: Any, h: dict[str, Any]) -> list[str]:
             f"<b>Valid records in [0, 1]</b> (min-max model, worst case): {pairs}. None of the "
             "unconstrained successes is a valid record "
             f"({_pct(m0['valid share of unconstrained successes'])} valid). Constraint-aware "
-            f"PGD-AT (ε = {cfg.minmax_at_eps:g}) raises valid-record accuracy at ε = {e_at:g} "
-            f"from {m0[f'valid records eps={e_at:g}']:.3f} to "
+            f"PGD-AT (ε = {cfg.minmax_at_eps:g}) moves valid-record accuracy at ε = {e_at:g} "
+            f"(its largest change) from {m0[f'valid records eps={e_at:g}']:.3f} to "
             f"{m1[f'valid records eps={e_at:g}']:.3f}, clean accuracy "
             f"{m0['clean_accuracy']:.4f} → {m1['clean_accuracy']:.4f}, FPR "
             f"{m0['clean_fpr']:.4f} → {m1['clean_fpr']:.4f}."
