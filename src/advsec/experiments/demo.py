@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from advsec.attacks import FGSM
 from advsec.datasets import load
 from advsec.evaluation import confusion, detection_metrics, evaluate_attack
-from advsec.experiments.rundir import atomic_run_dir
+from advsec.experiments.rundir import atomic_run_dir, file_log
 from advsec.experiments.tomlio import dumps_toml
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
@@ -38,7 +38,7 @@ from advsec.reporting import (
     save_figure,
     table_html,
 )
-from advsec.reporting.html import versions
+from advsec.reporting.html import json_records, versions
 
 __all__ = ["DEFAULT_EPS", "DemoConfig", "DemoResult", "run_demo"]
 
@@ -135,7 +135,7 @@ def run_demo(
         log.info("stage %d/%d: %s", i + 1, len(_STAGES), _STAGES[i])
 
     with atomic_run_dir(out, force=force) as tmp:
-        handler = _file_log(tmp / "run.log")
+        handler = file_log(tmp / "run.log")
         try:
             t = time.perf_counter()
             stage(0)
@@ -197,7 +197,7 @@ def run_demo(
                 "rows": {"train": len(ds.train), "test": len(ds.test)},
                 "clean": clean,
                 "history": det.history_,
-                "sweep": _records(sweep),
+                "sweep": json_records(sweep),
                 "figure_eps": fe,
                 "seconds": timings,
                 "versions": versions(),
@@ -308,19 +308,3 @@ def _report_html(
     ])
     return render_report("advsec — synthetic FGSM study", [summary, results, pictures, setup],
                          subtitle=f"seed {cfg.seed}")
-
-
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-            for r in df.to_dict(orient="records")]
-
-
-def _file_log(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    root = logging.getLogger("advsec")
-    root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-    return handler

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from advsec.errors import ConfigError
 
-__all__ = ["atomic_run_dir"]
+__all__ = ["atomic_run_dir", "file_log"]
 
 
 @contextlib.contextmanager
@@ -40,3 +41,18 @@ def atomic_run_dir(out: str | Path, *, force: bool = False) -> Iterator[Path]:
     tmp.rename(out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def file_log(path: Path) -> logging.Handler:
+    """Attach an INFO file handler for the ``advsec`` loggers writing ``path``.
+
+    The caller removes it with ``logging.getLogger("advsec").removeHandler(h)`` and closes it.
+    """
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger("advsec")
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    return handler

@@ -30,6 +30,7 @@ from advsec.experiments.artifacts import CombinationResult, combo_dir, write_com
 from advsec.experiments.baselines import fit_baseline
 from advsec.experiments.config import DefenseConfig, DetectorConfig, ExperimentConfig
 from advsec.experiments.hardening import harden
+from advsec.experiments.rundir import file_log
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
 
@@ -109,7 +110,7 @@ def run_experiment(
     _check_same_config(stage, cfg)
     (stage / "config.toml").write_text(config_text or "# configuration given programmatically\n")
     (stage / "config.json").write_text(cfg.model_dump_json(indent=2))
-    handler = _file_log(stage / "run.log")
+    handler = file_log(stage / "run.log")
     try:
         combos = plan(cfg)
         reused = 0
@@ -357,17 +358,6 @@ def _check_same_config(stage: Path, cfg: ExperimentConfig) -> None:
             and json.loads(previous.read_text()) != json.loads(cfg.model_dump_json())):
         raise ConfigError(f"{stage}: the interrupted run used a different configuration; "
                           "run without --resume to start over")
-
-
-def _file_log(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    root = logging.getLogger("advsec")
-    root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-    return handler
 
 
 def _track(cfg: ExperimentConfig, stage: Path) -> None:

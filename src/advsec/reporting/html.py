@@ -14,7 +14,15 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Section", "figure_html", "kv_html", "render_report", "table_html", "versions"]
+__all__ = [
+    "Section",
+    "figure_html",
+    "json_records",
+    "kv_html",
+    "render_report",
+    "table_html",
+    "versions",
+]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d232b;
@@ -74,6 +82,12 @@ def kv_html(items: Mapping[str, Any]) -> str:
     rows = "".join(f"<tr><td><b>{html.escape(str(k))}</b></td><td>{html.escape(str(v))}</td></tr>"
                    for k, v in items.items())
     return f'<table class="kv">{rows}</table>'
+
+
+def json_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of ``df`` as dictionaries for JSON, NaN written as ``null``."""
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in df.to_dict(orient="records")]
 
 
 def versions() -> dict[str, str]:

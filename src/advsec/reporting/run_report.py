@@ -7,7 +7,6 @@ cost (clean accuracy and false positives after hardening, seconds per attack).
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,15 @@ import pandas as pd
 
 from advsec.errors import DataError
 from advsec.experiments.artifacts import gather
-from advsec.reporting.html import Section, figure_html, kv_html, render_report, table_html, versions
+from advsec.reporting.html import (
+    Section,
+    figure_html,
+    json_records,
+    kv_html,
+    render_report,
+    table_html,
+    versions,
+)
 from advsec.reporting.plots import _STYLE, plot_confusions, save_figure
 
 __all__ = ["build_run_report"]
@@ -56,9 +63,9 @@ def build_run_report(run_dir: str | Path) -> Path:
     metrics = {
         "experiment": cfg.get("experiment", {}),
         "figure_eps": fe,
-        "clean": _records(clean),
-        "worst_case": _records(worst),
-        "strongest_attack": _records(_strongest(adaptive)),
+        "clean": json_records(clean),
+        "worst_case": json_records(worst),
+        "strongest_attack": json_records(_strongest(adaptive)),
         "versions": versions(),
     }
     _atomic_text(json.dumps(metrics, indent=2), run / "metrics.json")
@@ -344,11 +351,6 @@ def _figure_eps(cfg: dict[str, Any], sweep: pd.DataFrame) -> float:
     eps = sorted(e for e in sweep.eps.unique() if e > 0) or [0.0]
     target = cfg.get("threat", {}).get("figure_eps") or 0.1
     return float(min(eps, key=lambda e: abs(e - target)))
-
-
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-            for r in df.to_dict(orient="records")]
 
 
 def _fname(text: str) -> str:
