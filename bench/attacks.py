@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -60,16 +61,18 @@ def _sync(device: torch.device) -> None:
 def measure(fns: dict[str, Callable[[], Any]], *, rounds: int, warmup: int,
             device: torch.device) -> dict[str, list[float]]:
     """Seconds per call of each function, one entry per round, interleaved round by round
-    (in an order rotated every round)."""
+    (in a seeded random order per round)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     _sync(device)
     times: dict[str, list[float]] = {name: [] for name in fns}
-    order = list(fns)
-    for r in range(rounds):
-        # rotate the order each round: no implementation always follows the same neighbour
-        for name in order[r % len(order):] + order[: r % len(order)]:
+    rng = random.Random(0)
+    for _ in range(rounds):
+        # a fresh random order each round: no implementation always follows the same one
+        order = list(fns)
+        rng.shuffle(order)
+        for name in order:
             _sync(device)
             t0 = time.perf_counter()
             fns[name]()
@@ -264,7 +267,7 @@ def repair_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
               space: Any) -> Callable[[], Any]:
     """The constrained path's one-off final step: rounding onto the grid in the ball, then the
     FeatureSpace's repair (relations, one-hot blocks), on a typical last iterate."""
-    from advsec.attacks.base import Projector
+    from advsec.attacks.projection import Projector
 
     attack = make_attack("pgd", eps=eps, feature_space=space)
     view = space.torch_view(x.device)
@@ -302,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--eps", type=float, default=0.1)
-    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--rounds", type=int, default=31)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--scaling", default="64,256,1024,4096")
     p.add_argument("--quick", action="store_true", help="3 rounds, 1 warm-up")

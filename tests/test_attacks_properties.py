@@ -301,11 +301,11 @@ def test_target_benign_string_means_evasion():
 def test_budget_warning_is_logged(caplog):
     model = tiny_model()
     x, y = data(8)
-    with caplog.at_level(logging.WARNING, logger="advsec.attacks.base"):
+    with caplog.at_level(logging.WARNING, logger="advsec.attacks"):
         BIM(eps=0.1, steps=3, step_size=0.01)(model, x, y)
     assert any("cannot reach" in r.message for r in caplog.records)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="advsec.attacks.base"):
+    with caplog.at_level(logging.WARNING, logger="advsec.attacks"):
         BIM(eps=0.1, steps=10, step_size=0.01)(model, x, y)
         PGD(eps=0.1, steps=2, rel_step_size=0.25)(model, x, y)
     messages = [r.message for r in caplog.records]

@@ -1,27 +1,22 @@
-"""Attacks: one iterative engine (``base.GradientAttack``) and thin configurations of it, plus
+"""Attacks: one iterative engine (``gradient.GradientAttack``) and thin configurations of it, plus
 score-based (Square), transfer and poisoning attacks."""
 
 from __future__ import annotations
 
 from advsec.attacks.apgd import APGD, APGDMargin, APGDStep
-from advsec.attacks.base import (
-    Attack,
-    AttackResult,
-    FixedStep,
-    GradientAttack,
-    Projector,
-    StepRule,
-    as_module,
-    eval_mode,
-)
+from advsec.attacks.base import Attack, as_module, eval_mode
 from advsec.attacks.bim import BIM
 from advsec.attacks.fgsm import FGSM
+from advsec.attacks.gradient import GradientAttack
 from advsec.attacks.losses import ce_objective, dlr_objective, margin_objective
 from advsec.attacks.mim import MIM
 from advsec.attacks.pgd import PGD
 from advsec.attacks.poisoning import flip_labels, poisoning_study
+from advsec.attacks.projection import Projector
 from advsec.attacks.registry import ATTACKS, make_attack
+from advsec.attacks.result import AttackResult
 from advsec.attacks.square import Square
+from advsec.attacks.steps import FixedStep, StepRule
 from advsec.attacks.transfer import TransferResult, transfer_attack
 from advsec.attacks.validity import valid_records
 

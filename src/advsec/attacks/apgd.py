@@ -6,7 +6,10 @@ from typing import Any
 
 import torch
 
-from advsec.attacks.base import Eps, GradientAttack, Projector, StepRule
+from advsec.attacks.base import Eps
+from advsec.attacks.gradient import GradientAttack
+from advsec.attacks.projection import Projector
+from advsec.attacks.steps import StepRule
 
 __all__ = ["APGD", "APGDMargin", "APGDStep"]
 
@@ -111,7 +114,7 @@ class APGD(GradientAttack):
         rho: checkpoint threshold (default 0.75).
         momentum: heavy-ball momentum (default 0.75).
         loss: ``"ce"`` (default), ``"margin"``, ``"dlr"`` or a callable objective.
-        Other options: see :class:`~advsec.attacks.base.GradientAttack`.
+        Other options: see :class:`~advsec.attacks.gradient.GradientAttack`.
 
     Shapes: ``x`` ``(N, D)``, ``y`` ``(N,)`` -> ``(N, D)``.
 

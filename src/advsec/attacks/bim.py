@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from advsec.attacks.base import Eps, GradientAttack
+from advsec.attacks.base import Eps
+from advsec.attacks.gradient import GradientAttack
 
 __all__ = ["BIM"]
 
@@ -25,7 +26,7 @@ class BIM(GradientAttack):
         eps: budget (float or list).
         steps: iterations (default 10).
         step_size / rel_step_size: absolute step, or step as a fraction of eps (default 0.25).
-        Other options: see :class:`~advsec.attacks.base.GradientAttack`.
+        Other options: see :class:`~advsec.attacks.gradient.GradientAttack`.
 
     Shapes: ``x`` ``(N, D)``, ``y`` ``(N,)`` -> ``(N, D)``.
 

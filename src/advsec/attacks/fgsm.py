@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from advsec.attacks.base import Eps, GradientAttack
+from advsec.attacks.base import Eps
+from advsec.attacks.gradient import GradientAttack
 
 __all__ = ["FGSM"]
 
@@ -23,7 +24,7 @@ class FGSM(GradientAttack):
         eps: budget (float or list of floats; a list returns one result per value and costs
             one gradient per row in all, shared by every eps).
         loss, targeted, feature_space, bounds, evasion, benign_class, batch_size: see
-            :class:`~advsec.attacks.base.GradientAttack`.
+            :class:`~advsec.attacks.gradient.GradientAttack`.
 
     Shapes: ``x`` ``(N, D)`` float32 in ``[0, 1]``, ``y`` ``(N,)`` int64 class indices ->
     ``(N, D)`` (a list of them for a list of eps).

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from advsec.attacks.base import Eps, GradientAttack
+from advsec.attacks.base import Eps
+from advsec.attacks.gradient import GradientAttack
 
 __all__ = ["MIM"]
 
@@ -23,7 +24,7 @@ class MIM(GradientAttack):
         eps: budget (float or list).
         steps: iterations (default 10).
         decay: momentum decay :math:`\mu` (default 1.0).
-        Other options: see :class:`~advsec.attacks.base.GradientAttack`.
+        Other options: see :class:`~advsec.attacks.gradient.GradientAttack`.
 
     Shapes: ``x`` ``(N, D)``, ``y`` ``(N,)`` -> ``(N, D)``.
 

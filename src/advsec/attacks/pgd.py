@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from advsec.attacks.base import Eps, GradientAttack
+from advsec.attacks.base import Eps
+from advsec.attacks.gradient import GradientAttack
 
 __all__ = ["PGD"]
 
@@ -26,7 +27,7 @@ class PGD(GradientAttack):
         steps: iterations (default 10).
         restarts: random restarts (default 1).
         random_start: default True; False starts from the clean input (then PGD is BIM).
-        Other options: see :class:`~advsec.attacks.base.GradientAttack`.
+        Other options: see :class:`~advsec.attacks.gradient.GradientAttack`.
 
     Shapes: ``x`` ``(N, D)``, ``y`` ``(N,)`` -> ``(N, D)``.
 

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from advsec.attacks.base import Attack, Eps, Forward, Projector, as_module
+from advsec.attacks.base import Attack, Eps, Forward, as_module
 from advsec.attacks.losses import Objective, get_objective
+from advsec.attacks.projection import Projector
 
 __all__ = ["Square"]
 
@@ -97,9 +98,10 @@ class Square(Attack):
         tgt: torch.Tensor,
         targeted: bool,
         eps_list: list[float],
-        gen: torch.Generator,
+        gen: torch.Generator | None,
         counts: dict[str, int],
     ) -> list[torch.Tensor]:
+        assert gen is not None  # Square always draws: _random() is True
         b, k = len(x0), len(eps_list)
         dev, dtype = x0.device, x0.dtype
         x0s, eps_t = self._stack(x0, eps_list)

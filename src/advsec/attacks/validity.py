@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["valid_records"]
+__all__ = ["clean_validity", "valid_records"]
 
 
 def valid_records(
     space: Any, x_adv: torch.Tensor | np.ndarray, x: torch.Tensor | np.ndarray, *,
-    tol: float = 1e-4,
+    tol: float = 1e-4, clean_valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(N,)`` bool: rows of ``x_adv`` ``(N, D)`` that are valid records derived from ``x``.
 
@@ -25,6 +25,9 @@ def valid_records(
         space: the fitted FeatureSpace the inputs came from.
         x_adv, x: adversarial and original model inputs, ``(N, D)``.
         tol: tolerance of the re-encoding check in model-input units.
+        clean_valid: optional ``(N,)`` bool, :func:`clean_validity` of ``x``: a row whose clean
+            record already fails ``valid_mask`` (a test value clipped to the training range) is
+            not held to check (3), which the attack did not break.
     """
     xa = _numpy(x_adv)
     xo = _numpy(x)
@@ -38,8 +41,17 @@ def valid_records(
     again = np.asarray(space.encode(raw), dtype=np.float64)
     ok &= np.max(np.abs(again - xa), axis=1) <= tol
     if hasattr(space, "valid_mask"):
-        ok &= np.asarray(space.valid_mask(raw), dtype=bool)
+        passes = np.asarray(space.valid_mask(raw), dtype=bool)
+        ok &= passes if clean_valid is None else passes | ~np.asarray(clean_valid, dtype=bool)
     return ok
+
+
+def clean_validity(space: Any, x: torch.Tensor | np.ndarray) -> np.ndarray | None:
+    """``(N,)`` bool: rows of ``x`` ``(N, D)`` whose decoded record passes ``space.valid_mask``
+    (``None`` when the space has no ``valid_mask``)."""
+    if not hasattr(space, "valid_mask"):
+        return None
+    return np.asarray(space.valid_mask(space.decode(_numpy(x))), dtype=bool)
 
 
 def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:

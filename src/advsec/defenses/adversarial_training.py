@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from advsec.attacks.base import Attack, GradientAttack, as_module
+from advsec.attacks.base import Attack, as_module
+from advsec.attacks.gradient import GradientAttack
 from advsec.attacks.pgd import PGD
 from advsec.defenses._common import (
     ArrayLike,

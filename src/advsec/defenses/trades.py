@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advsec.attacks.base import Projector, eval_mode
+from advsec.attacks.base import eval_mode
+from advsec.attacks.projection import Projector
 from advsec.defenses._common import (
     ArrayLike,
     DefenseResult,

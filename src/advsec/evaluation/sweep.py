@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import pandas as pd
 import torch
 
 from advsec.attacks.base import as_module
+from advsec.attacks.validity import clean_validity, valid_records
 from advsec.evaluation.metrics import attack_success_rate, detection_metrics
 
 __all__ = ["SWEEP_COLUMNS", "Sweep", "evaluate_attack", "valid_share"]
@@ -51,28 +53,20 @@ def _predict(module: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.n
     return logits.argmax(1).numpy(), torch.softmax(logits, 1).numpy()
 
 
-def valid_share(space: Any, x_adv: torch.Tensor, x: torch.Tensor, *, tol: float = 1e-4) -> float:
-    """Share of rows of ``x_adv`` ``(N, D)`` that are valid records.
+def valid_share(space: Any, x_adv: torch.Tensor, x: torch.Tensor, *, tol: float = 1e-4,
+                clean_valid: np.ndarray | None = None) -> float:
+    """Share of rows of ``x_adv`` ``(N, D)`` that are valid records derived from ``x``.
 
-    A row is valid when its immutable columns equal the original ``x``'s, re-encoding its decoded
-    record gives back the same model input (within ``tol``: integers whole, one-hot blocks exact,
-    bounds held), and the record passes ``space.valid_mask`` when the space has one (checks the
-    decoded clean record already fails are not held against the attack).
+    :func:`advsec.attacks.validity.valid_records`, where checks the decoded clean record already
+    fails are not held against the attack (``clean_valid``: its
+    :func:`~advsec.attacks.validity.clean_validity`, computed here when not given). NaN without
+    a space or rows.
     """
     if space is None or len(x_adv) == 0:
         return float("nan")
-    view = space.torch_view("cpu")
-    xa, xo = x_adv.detach().cpu(), x.detach().cpu()
-    ok = (xa[:, ~view.mutable] == xo[:, ~view.mutable]).all(dim=1).numpy()
-    raw = space.decode(xa)
-    again = torch.from_numpy(space.encode(raw))
-    ok &= ((again - xa).abs().amax(dim=1) <= tol).numpy()
-    if hasattr(space, "valid_mask"):
-        # a relation the clean record already breaks (a test value clipped to the training
-        # range) is not the attack's doing: only violations the attack introduced count
-        clean_ok = np.asarray(space.valid_mask(space.decode(xo)), dtype=bool)
-        ok &= np.asarray(space.valid_mask(raw), dtype=bool) | ~clean_ok
-    return float(ok.mean())
+    if clean_valid is None:
+        clean_valid = clean_validity(space, x)
+    return float(valid_records(space, x_adv, x, tol=tol, clean_valid=clean_valid).mean())
 
 
 def evaluate_attack(
@@ -109,7 +103,10 @@ def evaluate_attack(
     evasion = bool(getattr(attack, "evasion", False))
     pred_clean, _ = _predict(module, x)
     eps_list = [float(e) for e in eps]
-    result = attack.run(model, x, torch.as_tensor(y_np), eps=eps_list)
+    # the attack only crafts: every result is scored once, below
+    options = {"evaluate": False} if _accepts(attack.run, "evaluate") else {}
+    result = attack.run(model, x, torch.as_tensor(y_np), eps=eps_list, **options)
+    clean_valid = None if space is None else clean_validity(space, x)
     per_eps = result.seconds / max(len(eps_list), 1)
     rows, sweep = [], Sweep(pd.DataFrame(), pred_clean=pred_clean)
     for e, xa in zip(eps_list, result.x_adv, strict=True):
@@ -125,7 +122,7 @@ def evaluate_attack(
             "mean_linf": float(delta.abs().amax(dim=1).mean()) if len(x) else 0.0,
             "max_linf": float(delta.abs().max()) if len(x) else 0.0,
             "mean_l2": float(delta.norm(dim=1).mean()) if len(x) else 0.0,
-            "valid_share": valid_share(space, xa, x),
+            "valid_share": valid_share(space, xa, x, clean_valid=clean_valid),
             "n": len(x),
             "seconds": per_eps,
         }
@@ -135,3 +132,13 @@ def evaluate_attack(
             sweep.x_adv[e] = xa
     sweep.table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
     return sweep
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    """Whether ``fn`` takes the keyword ``name`` (explicitly or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                 for p in params.values())

@@ -36,6 +36,7 @@ import torch
 
 from advsec.errors import DataError, SchemaError
 from advsec.features.constraints import VIOLATION_EPS, Relation, relations_from_schema
+from advsec.features.repair_plan import RepairPlan
 from advsec.features.schema import Feature, FeatureKind, FeatureSchema
 
 __all__ = ["OTHER", "FeatureSpace", "TorchView"]
@@ -162,6 +163,7 @@ class FeatureSpace:
         self.relations_ = [rel.bind(index) for rel in self._relations]
         self._views = {}
         self._num_views: dict[str, _NumericView] = {}
+        self._repair_plans: dict[str, RepairPlan] = {}
 
     @property
     def n_features_out(self) -> int:
@@ -351,8 +353,35 @@ class FeatureSpace:
         repaired by changing mutable features only; the result is encoded again. A record that
         still breaks a relation once decoded (a relation that needs an immutable change, float32
         round-off) gets that relation's columns back from ``x_orig``. Columns that neither the
-        attack nor a relation repair changed stay bit-identical to ``x_orig``.
+        attack nor a relation repair changed stay bit-identical to ``x_orig``; immutable columns
+        are ``x_orig``'s. Not differentiable.
+
+        Runs the compiled :meth:`repair_plan` (batched relations; a host sync only when the
+        plan cannot prove that its violation check reverts nothing); the result equals the
+        per-relation reference :meth:`repair_reference`, bit for bit.
         """
+        self._check_fitted()
+        if not len(x):
+            return self.project(x, x_orig)
+        plan = self.repair_plan(x.device)
+        out, pending = plan.repair(x, x_orig)
+        if plan.check and bool(pending.any()):
+            rows = torch.nonzero(pending).flatten()
+            out[rows] = plan.finish(out[rows], x_orig[rows])
+        return out
+
+    def repair_plan(self, device: torch.device | str = "cpu") -> RepairPlan:
+        """The compiled fast path of :meth:`repair` on ``device`` (cached per device)."""
+        self._check_fitted()
+        key = str(torch.device(device))
+        plan = self._repair_plans.get(key)
+        if plan is None:
+            plan = self._repair_plans[key] = RepairPlan(self, device)
+        return plan
+
+    def repair_reference(self, x: torch.Tensor, x_orig: torch.Tensor) -> torch.Tensor:
+        """:meth:`repair` step by step, one :meth:`Relation.repair` call per relation (twice,
+        in schema order): slow, kept as the reference the compiled path is tested against."""
         v = self.torch_view(x.device)
         nv = self._numeric_view(x.device)
         x = self.project(x, x_orig)

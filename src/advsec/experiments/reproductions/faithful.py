@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advsec.attacks.base import AttackResult, GradientAttack, as_module
+from advsec.attacks.base import as_module
+from advsec.attacks.gradient import GradientAttack
+from advsec.attacks.result import AttackResult
 from advsec.models.mlp import MLP
 
 __all__ = ["OwnPredictionAttack", "keras_fit", "keras_mlp", "predict", "softmax_model"]
