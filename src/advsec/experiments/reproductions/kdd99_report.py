@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import html
+import itertools
 import math
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from advsec.evaluation.checks import flags_html
 from advsec.experiments.reproductions.kdd99_data import CLASSES, EXPECTED_TEST_COUNTS
@@ -241,6 +245,7 @@ def _report(s: Any, figs: dict[str, Path], timings: dict[str, float],
         f"{eps:g} numbers use the full test set.</p>",
         "<h3>Configuration</h3>", f"<pre>{html.escape(dumps_toml(cfg.model_dump()))}</pre>",
         "<h3>Timings (s)</h3>", kv_html({k: f"{v:.1f}" for k, v in timings.items()}),
+        f"<p>{_machine()}. {html.escape(_faithful_cost(s))}</p>",
         "<h3>Versions</h3>", kv_html(versions()),
     ])
     return render_report("advsec — KDD Cup 99 adversarial training, reproduced and corrected",
@@ -357,3 +362,21 @@ def _counts(s: Any) -> str:
             + (f"; this run used {len(s.test_idx):,} of them" if len(s.test_idx) !=
                sum(got.values()) else ""))
 
+
+
+def _machine() -> str:
+    """Where the run ran: torch threads, logical CPUs, architecture."""
+    return (f"{torch.get_num_threads()} torch CPU threads on {os.cpu_count()} logical CPUs "
+            f"({html.escape(platform.machine())})")
+
+
+def _faithful_cost(s: Any) -> str:
+    """The faithful adversarial training's float32 matrix work, which dominates the run time."""
+    cfg = s.cfg
+    widths = [34, *cfg.hidden, len(CLASSES)]
+    macs = sum(a * b for a, b in itertools.pairwise(widths))
+    rows = len(s.train_idx) * (1 + cfg.at_ratio)
+    tflop = 3 * cfg.at_epochs * rows * 6 * macs / 1e12  # forward 2, backward 4 flop per MAC
+    return (f"The faithful adversarial training alone is 3 models x {cfg.at_epochs} epochs over "
+            f"{rows:,.0f} rows, about {tflop:.0f} TFLOP of float32 matrix products: most of "
+            "the run time on a small CPU.")
