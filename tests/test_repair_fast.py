@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from advsec.attacks import PGD
 from advsec.attacks.projection import Projector
-from advsec.attacks.repair import grid_plan, repair_in_ball, round_to_grid
+from advsec.attacks.repair import repair_in_ball, round_to_grid
 from advsec.datasets import load
 from advsec.features.repair_plan import Ball, select
 from advsec.features.repair_relations import _reads_writes, _schedule
@@ -201,9 +201,8 @@ def test_repair_in_ball_equals_the_reference_and_keeps_its_promises(raw, seed, n
     gen = torch.Generator().manual_seed(seed)
     x = iterate(x0, space.torch_view().mutable, eps, norm, gen)
     e = torch.full((len(x), 1), eps)
-    plan = grid_plan(space, x.device)
-    fast = repair_in_ball(space, x, x0, e, norm=norm, plan=plan)
-    ref = repair_in_ball(space, x, x0, e, norm=norm, plan=plan, reference=True)
+    fast = repair_in_ball(space, x, x0, e, norm=norm)
+    ref = repair_in_ball(space, x, x0, e, norm=norm, reference=True)
     assert torch.equal(fast.view(torch.int32), ref.view(torch.int32))
     assert_records(space, fast, x0, raw)
     assert_in_ball(fast, x0, x, eps, norm)
@@ -217,7 +216,7 @@ def test_untouched_batches_come_back_bit_identical(raw):
     x0 = torch.from_numpy(space.encode(raw))
     e = torch.full((len(x0), 1), 0.1)
     assert torch.equal(space.repair(x0.clone(), x0), x0)
-    out = repair_in_ball(space, x0.clone(), x0, e, norm="linf", plan=grid_plan(space, x0.device))
+    out = repair_in_ball(space, x0.clone(), x0, e, norm="linf")
     assert torch.equal(out.view(torch.int32), x0.view(torch.int32))
 
 
@@ -298,8 +297,8 @@ def test_where_the_plan_skips_steps_it_still_equals_the_reference(seed, scale, n
     eps = max(scale, 0.01)
     xi = iterate(x0, space.torch_view().mutable, eps, norm, gen)
     e = torch.full((len(x0), 1), eps)
-    out = repair_in_ball(space, xi, x0, e, norm=norm, plan=grid_plan(space, x0.device))
-    ref = repair_in_ball(space, xi, x0, e, norm=norm, plan=grid_plan(space, x0.device),
+    out = repair_in_ball(space, xi, x0, e, norm=norm)
+    ref = repair_in_ball(space, xi, x0, e, norm=norm,
                          reference=True)
     assert torch.equal(out.view(torch.int32), ref.view(torch.int32))
     assert_records(space, out, x0, raw)
@@ -353,8 +352,7 @@ def test_a_relation_that_needs_an_immutable_change_is_reverted():
     _, pending = plan.repair(x, x0)
     assert bool(pending.all())  # the batched violation check reverted something
     ref = space.repair_reference(x, x0)
-    for out in (space.repair(x, x0), repair_in_ball(space, x, x0, torch.ones(3, 1), norm="linf",
-                                                    plan=grid_plan(space, x.device))):
+    for out in (space.repair(x, x0), repair_in_ball(space, x, x0, torch.ones(3, 1), norm="linf")):
         assert torch.equal(out, ref)
         assert torch.equal(out[:, logged], x0[:, logged])
         assert_records(space, out, x0, raw)
@@ -374,12 +372,11 @@ def test_a_repair_that_leaves_the_ball_anyway_takes_the_fallback():
     x[:, loss] = x0[:, loss] + eps
     x[:, bytes_] = (x0[:, bytes_] + eps).clamp(max=1.0)
     e = torch.full((len(x), 1), eps)
-    plan = grid_plan(space, x.device)
     rp = space.repair_plan(x.device)
     _, pending = rp.repair_in_ball(x, x0, Ball(e, "linf", x), grid=True)
     assert bool(pending.any())
     for reference in (False, True):
-        out = repair_in_ball(space, x, x0, e, norm="linf", plan=plan, reference=reference)
+        out = repair_in_ball(space, x, x0, e, norm="linf", reference=reference)
         assert_records(space, out, x0, raw)
         assert_in_ball(out, x0, x, eps, "linf")
 
@@ -400,7 +397,7 @@ def test_rows_the_fallback_cannot_fix_get_their_original_back(monkeypatch):
     e = torch.full((len(x), 1), eps)
     rp = space.repair_plan(x.device)
     monkeypatch.setattr(type(rp), "blame", lambda self, bad, xr: torch.zeros_like(bad))
-    out = repair_in_ball(space, x, x0, e, norm="linf", plan=grid_plan(space, x.device))
+    out = repair_in_ball(space, x, x0, e, norm="linf")
     bad = (rp.repair_in_ball(x, x0, Ball(e, "linf", x), grid=True)[0] - x0).abs() > eps + 1e-6
     stuck = bad.any(1)
     assert bool(stuck.any())
@@ -413,8 +410,7 @@ def test_empty_batches():
     space = fitted()
     x0 = torch.zeros(0, space.n_features_out)
     assert space.repair(x0, x0).shape == x0.shape
-    out = repair_in_ball(space, x0, x0, torch.zeros(0, 1), norm="l2",
-                         plan=grid_plan(space, x0.device))
+    out = repair_in_ball(space, x0, x0, torch.zeros(0, 1), norm="l2")
     assert out.shape == x0.shape
 
 
@@ -423,11 +419,10 @@ def test_round_to_grid_stays_in_the_ball_and_lands_on_the_grid():
     raw = frame(random_rows(np.random.default_rng(3), 64))
     x0 = torch.from_numpy(space.encode(raw))
     mutable = space.torch_view().mutable
-    plan = grid_plan(space, x0.device)
-    assert plan is not None
+    assert space.repair_plan(x0.device).grid is not None  # the schema has quantised columns
     for norm, eps in (("linf", 0.05), ("linf", 0.2), ("l2", 0.5)):
         x = iterate(x0, mutable, eps, norm, torch.Generator().manual_seed(1))
-        xg = round_to_grid(x, x0, torch.full((len(x), 1), eps), norm=norm, plan=plan)
+        xg = round_to_grid(space, x, x0, torch.full((len(x), 1), eps), norm=norm)
         assert_in_ball(xg, x0, x, eps, norm)
         cols = [space.columns_.index(f.name) for f in SCHEMA
                 if f.kind in (INT, B) and f.mutable]
@@ -470,9 +465,8 @@ def test_real_attacked_batches(real, name, norm, eps):
     x, e = attacked(space, x0, y, model, eps, norm)
     fast, ref = space.repair(x, x0), space.repair_reference(x, x0)
     assert torch.equal(fast.view(torch.int32), ref.view(torch.int32))
-    plan = grid_plan(space, x.device)
-    out = repair_in_ball(space, x, x0, e, norm=norm, plan=plan)
-    out_ref = repair_in_ball(space, x, x0, e, norm=norm, plan=plan, reference=True)
+    out = repair_in_ball(space, x, x0, e, norm=norm)
+    out_ref = repair_in_ball(space, x, x0, e, norm=norm, reference=True)
     assert torch.equal(out.view(torch.int32), out_ref.view(torch.int32))
     assert space.valid_mask(space.decode(out, reference=raw)).all()
     assert_records(space, out, x0, raw)

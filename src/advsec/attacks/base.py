@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from advsec.attacks.repair import grid_plan, repair_in_ball
+from advsec.attacks.repair import repair_in_ball
 from advsec.attacks.result import AttackResult
 
 __all__ = ["Attack", "AttackResult", "Eps", "Forward", "as_module", "eval_mode"]
@@ -316,11 +316,7 @@ class Attack:
         (see :func:`advsec.attacks.repair.repair_in_ball`); ``x`` itself without a space."""
         if self.feature_space is None:
             return x
-        cache = self.__dict__.setdefault("_grid_plans", {})
-        key = (id(self.feature_space), str(x.device))
-        if key not in cache:
-            cache[key] = grid_plan(self.feature_space, x.device)
-        return repair_in_ball(self.feature_space, x, x0, eps, norm=self.norm, plan=cache[key])
+        return repair_in_ball(self.feature_space, x, x0, eps, norm=self.norm)
 
 
     def _score(self, result: AttackResult, forward: Forward, x: torch.Tensor, space: Any) -> None:

@@ -22,27 +22,17 @@ without leaving the ball, in one pass of the space's compiled repair in the comm
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from advsec.features.repair_plan import Ball, RepairPlan
 
-__all__ = ["GridPlan", "grid_plan", "repair_in_ball", "round_to_grid"]
-
-
-@dataclass(frozen=True)
-class GridPlan:
-    """The mutable quantised numeric columns of a space on one device (integers; continuous
-    values the space rounds to fixed decimals): a handle on the space's compiled
-    :class:`~advsec.features.repair_plan.RepairPlan`, which holds their layout and scaling."""
-
-    repair_plan: RepairPlan
+__all__ = ["repair_in_ball", "round_to_grid"]
 
 
 def repair_in_ball(space: Any, x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, *,
-                   norm: str, plan: GridPlan | None, reference: bool = False) -> torch.Tensor:
+                   norm: str, reference: bool = False) -> torch.Tensor:
     """The FeatureSpace's repair of ``x`` ``(M, D)``, kept inside the ball around ``x0``.
 
     Rows of the result encode valid records (when ``x0``'s do), columns that neither the attack
@@ -53,7 +43,7 @@ def repair_in_ball(space: Any, x: torch.Tensor, x0: torch.Tensor, eps: torch.Ten
 
     Args:
         space: the fitted FeatureSpace; x, x0: ``(M, D)`` iterate and original; eps: ``(M, 1)``
-            radii; norm: ``"linf"`` or ``"l2"``; plan: :func:`grid_plan` of ``space`` (or None).
+            radii; norm: ``"linf"`` or ``"l2"``.
         reference: use the space's per-relation :meth:`~advsec.features.FeatureSpace.
             repair_reference` instead of the compiled repair (slow; for tests).
     """
@@ -62,15 +52,15 @@ def repair_in_ball(space: Any, x: torch.Tensor, x0: torch.Tensor, eps: torch.Ten
     rp = space.repair_plan(x.device)
     ball = Ball(eps, norm, x)
     if reference:
-        xg = round_to_grid(x, x0, eps, norm=norm, plan=plan)
+        xg = rp.round_to_grid(x, x0, eps, norm)
         xr = space.repair_reference(rp.ball_prefix(xg, x0, eps, norm), x0)
         pending = rp.ball_bad(xr, x0, ball).any(1)
     else:
-        xr, pending = rp.repair_in_ball(x, x0, ball, grid=plan is not None)
+        xr, pending = rp.repair_in_ball(x, x0, ball, grid=rp.grid is not None)
     if not bool(pending.any()):  # the one host sync of the common path
         return xr
     rows = torch.nonzero(pending).flatten()
-    xg = round_to_grid(x[rows], x0[rows], eps[rows], norm=norm, plan=plan)
+    xg = rp.round_to_grid(x[rows], x0[rows], eps[rows], norm)
     xr[rows] = _settle(space, rp, xr[rows], xg, x0[rows], Ball(eps[rows], norm, x[rows]),
                        reference=reference)
     return xr
@@ -100,9 +90,10 @@ def _settle(space: Any, rp: RepairPlan, xr: torch.Tensor, xg: torch.Tensor, x0: 
     return xr
 
 
-def round_to_grid(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, *, norm: str,
-                  plan: GridPlan | None) -> torch.Tensor:
-    """``x`` ``(N, D)`` with the quantised columns of ``plan`` on their grid, inside the ball.
+def round_to_grid(space: Any, x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, *,
+                  norm: str) -> torch.Tensor:
+    """``x`` ``(N, D)`` with the mutable quantised numeric columns of ``space`` (integers;
+    continuous values it rounds to fixed decimals) on their grid, inside the ball.
 
     Each quantised value goes to the nearest grid value when that stays in the ball (L2: when
     the row's nearest grid values together stay in it), else to the grid value next to the
@@ -111,12 +102,4 @@ def round_to_grid(x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, *, norm:
     within 4e-7 of it, keeps the original's bits. Float32 arithmetic (the repair that follows
     recomputes raw values in float64); no host sync.
     """
-    if plan is None or len(x) == 0:
-        return x
-    return plan.repair_plan.round_to_grid(x, x0, eps, norm)
-
-
-def grid_plan(space: Any, device: torch.device) -> GridPlan | None:
-    """The mutable quantised numeric columns of ``space`` (None when there are none)."""
-    rp = space.repair_plan(device)
-    return None if rp.grid is None else GridPlan(rp)
+    return space.repair_plan(x.device).round_to_grid(x, x0, eps, norm)
