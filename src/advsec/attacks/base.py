@@ -13,11 +13,10 @@ and the constrained path's final in-ball repair in :mod:`advsec.attacks.repair`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -26,6 +25,7 @@ from torch import nn
 
 from advsec.attacks.repair import repair_in_ball
 from advsec.attacks.result import AttackResult
+from advsec.models.inference import eval_mode
 
 __all__ = ["Attack", "AttackResult", "Eps", "Forward", "as_module", "eval_mode"]
 
@@ -45,27 +45,6 @@ def as_module(model: Any) -> nn.Module:
         f"expected a torch.nn.Module returning logits or an advsec Detector, got "
         f"{type(model).__name__}"
     )
-
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module | None) -> Iterator[nn.Module | None]:
-    """Put ``module`` in eval mode for the block and restore every submodule's mode after."""
-    if module is None:
-        yield None
-        return
-    modes = [(m, m.training) for m in module.modules()]
-    if not any(training for _, training in modes):  # already in eval mode: nothing to do
-        yield module
-        return
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-# ---------------------------------------------------------------------------------- results
 
 
 class _Call(NamedTuple):

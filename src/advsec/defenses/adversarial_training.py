@@ -40,6 +40,7 @@ from advsec.defenses._common import (
 )
 from advsec.errors import ConfigError
 from advsec.models.detector import Detector
+from advsec.models.inference import batched_logits
 
 __all__ = [
     "BatchTransform",
@@ -333,11 +334,4 @@ def _on_the_fly(
 
 
 def _predict(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    dev = next(module.parameters()).device
-    was = module.training
-    module.eval()
-    with torch.no_grad():
-        out = torch.cat([module(c.to(dev)).argmax(1).cpu() for c in x.split(8192)]) if len(x) \
-            else torch.zeros(0, dtype=torch.long)
-    module.train(was)
-    return out
+    return batched_logits(module, x).argmax(1)

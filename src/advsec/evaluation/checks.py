@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from advsec.attacks.base import as_module
+from advsec.models.inference import eval_mode
 
 __all__ = [
     "Flag",
@@ -259,15 +260,10 @@ def check_gradients(
     xt, yt = _inputs(module, x, y)
     if len(xt) == 0:
         return Flag(name, True, "n/a: no inputs")
-    was = module.training
-    module.eval()
-    try:
-        with torch.enable_grad():
-            xg = xt.clone().requires_grad_(True)
-            value = objective(module(xg), yt, False).sum()
-            (grad,) = torch.autograd.grad(value, xg)
-    finally:
-        module.train(was)
+    with eval_mode(module), torch.enable_grad():
+        xg = xt.clone().requires_grad_(True)
+        value = objective(module(xg), yt, False).sum()
+        (grad,) = torch.autograd.grad(value, xg)
     nan = ~torch.isfinite(grad).all(dim=1)
     zero = grad.abs().amax(dim=1) <= zero_tol
     n_nan, share = int(nan.sum()), float(zero.float().mean())
@@ -295,11 +291,8 @@ def check_outputs_are_logits(
     xt, _ = _inputs(module, x, None)
     if len(xt) == 0:
         return Flag(name, True, "n/a: no inputs")
-    was = module.training
-    module.eval()
-    with torch.no_grad():
+    with eval_mode(module), torch.no_grad():
         out = module(xt).double()
-    module.train(was)
     is_prob = ((out >= -atol).all(dim=1) & (out <= 1 + atol).all(dim=1)
                & ((out.sum(dim=1) - 1).abs() <= atol))
     frac = float(is_prob.double().mean())

@@ -15,6 +15,7 @@ import torch
 from advsec.attacks.base import as_module
 from advsec.attacks.validity import clean_validity, valid_records
 from advsec.evaluation.metrics import attack_success_rate, detection_metrics
+from advsec.models.inference import batched_logits
 
 __all__ = ["SWEEP_COLUMNS", "Sweep", "evaluate_attack", "valid_share"]
 
@@ -44,12 +45,7 @@ class Sweep:
 
 
 def _predict(module: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    dev = next(module.parameters()).device
-    was_training = module.training
-    module.eval()
-    with torch.no_grad():
-        logits = torch.cat([module(c.to(dev)).cpu() for c in x.split(8192)])
-    module.train(was_training)
+    logits = batched_logits(module, x)
     return logits.argmax(1).numpy(), torch.softmax(logits, 1).numpy()
 
 

@@ -28,6 +28,7 @@ import torch
 
 from advsec.attacks.base import Attack, as_module
 from advsec.evaluation.metrics import attack_success_rate, detection_metrics
+from advsec.models.inference import batched_logits
 
 __all__ = [
     "WORST_CASE_COLUMNS",
@@ -312,15 +313,7 @@ def _tensor(x: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def _predict(module: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    if len(x) == 0:
-        return np.zeros(0, dtype=np.int64)
-    dev = next(module.parameters()).device
-    was = module.training
-    module.eval()
-    with torch.no_grad():
-        pred = torch.cat([module(c.to(dev)).argmax(1).cpu() for c in x.split(8192)])
-    module.train(was)
-    return pred.numpy()
+    return batched_logits(module, x).argmax(1).numpy()
 
 
 def _key(d: Mapping[float, Any], eps: float) -> float:

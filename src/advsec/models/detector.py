@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from advsec.errors import DataError
+from advsec.models.inference import batched_logits
 from advsec.models.mlp import MLP
 
 __all__ = ["Detector", "resolve_device"]
@@ -225,15 +226,7 @@ class Detector:
         """Logits ``(N, C)`` as a CPU float32 tensor (no gradient)."""
         self._check_fitted()
         x = self._as_tensor(X)
-        dev = next(self.module_.parameters()).device
-        was_training = self.module_.training
-        self.module_.eval()
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(x), batch_size):
-                out.append(self.module_(x[start : start + batch_size].to(dev)).cpu())
-        self.module_.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0, len(self.classes_))
+        return batched_logits(self.module_, x, batch_size=batch_size)
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities ``(N, C)`` (softmax of the logits), columns in ``classes_`` order."""

@@ -25,6 +25,7 @@ from torch import nn
 from advsec.attacks.base import as_module
 from advsec.attacks.gradient import GradientAttack
 from advsec.attacks.result import AttackResult
+from advsec.models.inference import batched_logits
 from advsec.models.mlp import MLP
 
 __all__ = ["OwnPredictionAttack", "keras_fit", "keras_mlp", "predict", "softmax_model"]
@@ -95,12 +96,7 @@ def softmax_model(module: nn.Module) -> nn.Module:
 
 def predict(module: nn.Module, x: torch.Tensor, *, chunk: int = 8192) -> torch.Tensor:
     """Predicted class indices ``(N,)`` (eval mode, no gradient, CPU)."""
-    was = module.training
-    module.eval()
-    with torch.no_grad():
-        out = [module(c).argmax(dim=1) for c in x.split(chunk)]
-    module.train(was)
-    return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.long)
+    return batched_logits(module, x, batch_size=chunk).argmax(dim=1)
 
 
 class OwnPredictionAttack:
