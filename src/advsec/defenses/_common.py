@@ -12,10 +12,10 @@ import torch
 
 from advsec.errors import ConfigError
 from advsec.evaluation.metrics import detection_metrics
-from advsec.models.detector import Detector
+from advsec.models.detector import Detector, as_labels
 from advsec.models.mlp import MLP
 
-__all__ = ["DefenseResult", "benign_index", "clean_metrics"]
+__all__ = ["DefenseResult", "as_labels", "benign_index", "clean_metrics"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -131,16 +131,6 @@ def as_tensor(x: ArrayLike) -> torch.Tensor:
     """``(N, D)`` float32 CPU tensor."""
     t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     return t.to(torch.float32)
-
-
-def as_labels(y: ArrayLike) -> np.ndarray:
-    """Labels as a NumPy array (strings stay strings)."""
-    if isinstance(y, torch.Tensor):
-        return y.detach().cpu().numpy()
-    arr = np.asarray(y)
-    if arr.dtype.kind in "OUS" or str(arr.dtype).startswith("string"):
-        arr = arr.astype(str)
-    return arr
 
 
 def finish(

@@ -17,7 +17,7 @@ from advsec.errors import DataError
 from advsec.models.inference import batched_logits
 from advsec.models.mlp import MLP
 
-__all__ = ["Detector", "resolve_device"]
+__all__ = ["Detector", "as_labels", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class Detector:
         """
         self._check_params()
         x = self._as_tensor(X)
-        y_arr = _as_numpy(y)
+        y_arr = as_labels(y)
         if y_arr.ndim != 1 or len(y_arr) != len(x):
             raise DataError(f"y must have shape ({len(x)},), got {y_arr.shape}")
         if self.warm_start and hasattr(self, "module_"):
@@ -238,12 +238,12 @@ class Detector:
 
     def score(self, X: ArrayLike, y: ArrayLike) -> float:
         """Accuracy of :meth:`predict` against ``y``."""
-        return float(np.mean(self.predict(X) == _as_numpy(y)))
+        return float(np.mean(self.predict(X) == as_labels(y)))
 
     def encode_labels(self, y: ArrayLike) -> torch.Tensor:
         """Labels ``(N,)`` -> class indices ``(N,)`` (int64 tensor) in ``classes_`` order."""
         self._check_fitted()
-        return torch.as_tensor(self._encode_labels(_as_numpy(y)))
+        return torch.as_tensor(self._encode_labels(as_labels(y)))
 
     def as_module(self) -> nn.Module:
         """The underlying logits network (for attacks)."""
@@ -303,7 +303,8 @@ class Detector:
         return f"Detector(hidden={self.hidden}, epochs={self.epochs}, seed={self.seed})"
 
 
-def _as_numpy(y: ArrayLike) -> np.ndarray:
+def as_labels(y: ArrayLike) -> np.ndarray:
+    """Labels ``(N,)`` as a NumPy array (strings stay strings, as ``str``)."""
     if isinstance(y, torch.Tensor):
         return y.detach().cpu().numpy()
     arr = np.asarray(y)
