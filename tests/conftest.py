@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,3 +33,34 @@ def shared_datasets() -> Path:
 def _single_thread_determinism():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module: small networks run faster without OpenMP hand-offs,
+    and the machine is shared; restored afterwards. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _fit_small_net(x: torch.Tensor, y: torch.Tensor, *, n_classes: int, n_train: int,
+                   lr: float, steps: int) -> nn.Module:
+    """A ``D``-32-``n_classes`` ReLU network trained full-batch with Adam on the first
+    ``n_train`` rows of ``x`` ``(N, D)``, ``y`` ``(N,)``; returned in eval mode."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(x.shape[1], 32), nn.ReLU(), nn.Linear(32, n_classes))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[:n_train]), y[:n_train]).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def fit_small_net():
+    """The trainer of the small test networks (see :func:`_fit_small_net`)."""
+    return _fit_small_net

@@ -25,15 +25,7 @@ from advsec.evaluation.checks import (
 )
 from advsec.experiments.reproductions.faithful import OwnPredictionAttack
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these small networks run faster without OpenMP hand-offs, and the
-    machine is shared; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def table(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
@@ -94,18 +86,11 @@ def test_perturbation_beyond_the_budget_is_flagged():
 
 
 @pytest.fixture(scope="module")
-def net():
+def net(fit_small_net):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(400, 5, generator=gen)
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long() + (x[:, 2] > 1).long()
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 32), nn.ReLU(), nn.Linear(32, 3))
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[:300]), y[:300]).backward()
-        opt.step()
-    model.eval()
+    model = fit_small_net(x, y, n_classes=3, n_train=300, lr=0.02, steps=150)
     return model, x[300:], y[300:]
 
 

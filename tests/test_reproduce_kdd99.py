@@ -25,15 +25,7 @@ from advsec.experiments.reproductions.kdd99_data import (
     load_faithful_data,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these small networks run faster without OpenMP hand-offs, and the
-    machine is shared; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,31 +18,17 @@ from advsec.evaluation.worst_case import (
 EPS = [0.02, 0.05, 0.1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these small networks run faster without OpenMP hand-offs, and the
-    machine is shared; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(fit_small_net):
     """A small trained 3-class network on separable blobs in [0, 1]."""
     gen = torch.Generator().manual_seed(0)
     centres = torch.tensor([[0.3, 0.3, 0.5, 0.5], [0.7, 0.3, 0.5, 0.5], [0.5, 0.7, 0.5, 0.5]])
     y = torch.randint(0, 3, (600,), generator=gen)
     x = (centres[y] + 0.08 * torch.randn(600, 4, generator=gen)).clamp(0, 1)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 3))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(200):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[:400]), y[:400]).backward()
-        opt.step()
-    model.eval()
+    model = fit_small_net(x, y, n_classes=3, n_train=400, lr=0.01, steps=200)
     return model, x[400:], y[400:]
 
 
