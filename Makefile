@@ -1,6 +1,6 @@
 # Two entry points for a fresh clone:
 #   make demo   -> create .venv, install the CPU build of torch first (pinned), then advsec; run the demo
-#   make test   -> the same environment plus dev tools; ruff + the whole test suite
+#   make test   -> the same environment plus dev tools; ruff + mypy + the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -28,9 +28,9 @@ demo: $(VENV)/.base
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests $(wildcard bench)
+	$(VENV)/bin/mypy
 
-test: $(VENV)/.dev
-	$(VENV)/bin/ruff check src tests $(wildcard bench)
+test: lint
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(VENV)/.dev

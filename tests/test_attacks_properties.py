@@ -358,8 +358,8 @@ def test_apgd_halves_the_step_size_when_oscillating():
     rules: list[APGDStep] = []
 
     class Spy(APGD):
-        def _step_rule(self) -> APGDStep:
-            rules.append(super()._step_rule())
+        def step_rule(self) -> APGDStep:
+            rules.append(super().step_rule())
             return rules[-1]
 
     model = tiny_model()

@@ -26,11 +26,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from advsec.attacks import PGD
+from advsec.attacks.ball import Ball
 from advsec.attacks.projection import Projector
 from advsec.attacks.repair import repair_in_ball, round_to_grid
 from advsec.datasets import load
-from advsec.features.repair_plan import Ball, select
-from advsec.features.repair_relations import _reads_writes, _schedule
+from advsec.features.repair import reads_writes as _reads_writes
+from advsec.features.repair import schedule as _schedule
+from advsec.features.repair import select
 from advsec.features.schema import Feature, FeatureKind, FeatureSchema
 from advsec.features.space import FeatureSpace
 from advsec.models.mlp import MLP

@@ -143,11 +143,8 @@ class APGD(GradientAttack):
         self.rho = rho
         self.momentum = momentum
 
-    def _step_rule(self) -> StepRule:
+    def step_rule(self) -> StepRule:
         return APGDStep(steps=self.steps, rho=self.rho, momentum=self.momentum)
-
-    def _info(self) -> dict[str, Any]:
-        return {**super()._info(), "rho": self.rho, "momentum": self.momentum}
 
 
 class APGDMargin(APGD):

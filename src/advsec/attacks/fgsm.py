@@ -35,6 +35,7 @@ class FGSM(GradientAttack):
     """
 
     name = "fgsm"
+    budget = None
 
     def __init__(self, *, eps: Eps = 0.1, **options: Any) -> None:
         options.setdefault("steps", 1)

@@ -10,23 +10,27 @@ inside the loop stays in torch on the model's device.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from advsec.attacks.base import Attack, Eps, Forward, _success
+from advsec.attacks.base import Attack, Eps, Forward
+from advsec.attacks.batch import AttackBatch
 from advsec.attacks.losses import Objective, get_objective
 from advsec.attacks.projection import Projector
 from advsec.attacks.steps import FixedStep, StepRule
+
+if TYPE_CHECKING:
+    from advsec.features.space import FeatureSpace
 
 __all__ = ["GradientAttack"]
 
 log = logging.getLogger(__name__)
 
 
-class GradientAttack(Attack):
+class GradientAttack(Attack, register=False):
     """Iterative first-order attack; FGSM, BIM, MIM, PGD and APGD are configurations of it.
 
     Args:
@@ -70,6 +74,8 @@ class GradientAttack(Attack):
     """
 
     name = "gradient"
+    family = "gradient"
+    budget: ClassVar[str | None] = "steps"
 
     def __init__(
         self,
@@ -87,7 +93,7 @@ class GradientAttack(Attack):
         early_stop: bool = False,
         keep_best: bool = False,
         skip_stationary: bool = False,
-        feature_space: Any = None,
+        feature_space: FeatureSpace | None = None,
         bounds: tuple[float, float] | None = (0.0, 1.0),
         evasion: bool = False,
         benign_class: int | str | None = None,
@@ -114,49 +120,33 @@ class GradientAttack(Attack):
         self.skip_stationary = skip_stationary
 
     # ------------------------------------------------------------------ hooks for subclasses
-    def _step_rule(self) -> StepRule:
-        """A fresh step rule for one run of the loop."""
+    def step_rule(self) -> StepRule:
+        """A fresh step rule for one run of the loop: the extension point of iterative gradient
+        attacks (override it to return your own :class:`~advsec.attacks.steps.StepRule`)."""
         return FixedStep(self.decay)
 
     def _reach_within_ball(self) -> bool:
         """True when every iterate provably stays in the L-inf ball (one step of size <= eps)."""
         return (self.norm == "linf" and self.steps == 1 and not self.random_start
                 and self.step_size is None and self.rel_step_size <= 1.0
-                and type(self)._step_rule is GradientAttack._step_rule)
+                and type(self).step_rule is GradientAttack.step_rule)
 
     # ------------------------------------------------------------------ one chunk
-    def _attack_chunk(
-        self,
-        forward: Forward,
-        x0: torch.Tensor,
-        y: torch.Tensor,
-        tgt: torch.Tensor,
-        targeted: bool,
-        eps_list: list[float],
-        gen: torch.Generator | None,
-        counts: dict[str, int],
-    ) -> list[torch.Tensor]:
-        module = forward
-        b = len(x0)
-        dev, dtype = x0.device, x0.dtype
-        x0s, eps_t = self._stack(x0, eps_list)
-        k = len(eps_list)
+    def perturb(self, batch: AttackBatch) -> torch.Tensor:
+        """The iterative loop on ``batch`` (random starts, restarts); returns the iterate per
+        row, repaired when restarts were judged on their repaired result."""
+        b, k = batch.rows, batch.copies
+        x0s, eps_t = batch.x0, batch.eps
+        dtype = x0s.dtype
         alpha_t: torch.Tensor | float
         if self.step_size is not None:
             alpha_t = self._scalar(self.step_size, 1.0, dtype)
         elif k == 1:  # one eps: one step size, rounded as the per-row tensor would be
-            alpha_t = self._scalar(eps_list[0], self.rel_step_size, dtype)
+            alpha_t = self._scalar(batch.eps_values[0], self.rel_step_size, dtype)
         else:
             alpha_t = eps_t if self.rel_step_size == 1.0 else eps_t * self.rel_step_size
-        labels = tgt if targeted else y
-        rep = (lambda t: t) if k == 1 else (lambda t: t.repeat(k))
-        labels_s, y_s, tgt_s = rep(labels), rep(y), rep(tgt)
-        lower, upper = self._box(dev, dtype)
-        mutable = self._mutable(dev)
-        project = Projector(x0s, eps_t, norm=self.norm, lower=lower, upper=upper,
-                            mutable=mutable, space=self.feature_space,
-                            ball=not self._reach_within_ball())
-        mask = None if mutable is None else mutable.to(dtype)
+        project = batch.projector(ball=not self._reach_within_ball())
+        mask = None if batch.mutable is None else batch.mutable.to(dtype)
         restarts = self.restarts if self.random_start else 1
         best_x: torch.Tensor | None = None
         best_obj = best_succ = None
@@ -169,26 +159,23 @@ class GradientAttack(Attack):
                     break
             start = x0s
             if self.random_start:
-                assert gen is not None
-                delta, unit = self._random_delta(b, x0.shape[1], dev, dtype, mask, gen)
+                delta, unit = self._random_delta(b, x0s.shape[1], x0s.device, dtype, mask,
+                                                 batch.generator)
                 delta = delta if k == 1 else delta.repeat(k, 1)
                 start = project(torch.addcmul(x0s, delta, eps_t * unit))
-            sub = _identity if rows is None else _Index(rows)
-            x = self._loop(module, sub(x0s), sub(start), sub(labels_s), sub(y_s), sub(tgt_s),
-                           targeted, sub(eps_t),
-                           alpha_t if isinstance(alpha_t, float) else sub(alpha_t), mask,
+            sub = batch if rows is None else batch.subset(rows)
+            x = self._loop(sub, start if rows is None else start[rows],
+                           alpha_t if isinstance(alpha_t, float) or rows is None
+                           else alpha_t[rows], mask,
                            project if rows is None else project.subset(rows),
-                           b if (k > 1 and not self.random_start) else None, counts)
+                           b if (k > 1 and not self.random_start) else None)
             if restarts == 1:
-                best_x = x
-                break
+                return x
             # judge each restart on its repaired result, keep the better per row
-            x = self._repair(x, sub(x0s), sub(eps_t))
-            with torch.no_grad():
-                logits = module(x)
-            counts["queries"] += 1
-            obj = self.objective(logits, sub(labels_s), targeted)
-            succ = _success(logits, sub(y_s), sub(tgt_s), targeted)
+            x = sub.repair(x)
+            logits = sub.scores(x)
+            obj = self.objective(logits, sub.labels, batch.targeted)
+            succ = sub.succeeded(logits)
             if best_x is None:
                 best_x, best_obj, best_succ = x, obj, succ
                 continue
@@ -198,14 +185,7 @@ class GradientAttack(Attack):
             best_obj[rows] = torch.where(better, obj, best_obj[rows])
             best_succ[rows] = succ
         assert best_x is not None
-        if restarts == 1:
-            best_x = self._repair(best_x, x0s, eps_t)
-        if k == 1 and best_x.data_ptr() == x0.data_ptr():
-            best_x = best_x.clone()  # never hand back (a view of) the caller's input
-        return list(best_x.split(b)) if k > 1 else [best_x]
-
-    def _random(self) -> bool:
-        return self.random_start
+        return best_x
 
     def _scalar(self, value: float, factor: float, dtype: torch.dtype) -> float:
         """``value * factor`` rounded exactly as ``tensor(value, dtype) * factor`` (cached)."""
@@ -219,27 +199,23 @@ class GradientAttack(Attack):
     # ------------------------------------------------------------------ the loop
     def _loop(
         self,
-        module: Forward,
-        x0: torch.Tensor,
+        batch: AttackBatch,
         x: torch.Tensor,
-        labels: torch.Tensor,
-        y: torch.Tensor,
-        tgt: torch.Tensor,
-        targeted: bool,
-        eps: torch.Tensor,
         alpha: torch.Tensor | float,
         mask: torch.Tensor | None,
         project: Projector,
         share_first: int | None,
-        counts: dict[str, int],
     ) -> torch.Tensor:
-        """One run from the start ``x``; returns the final (or best) iterate, unrepaired.
+        """One run from the start ``x`` on ``batch``; returns the final (or best) iterate,
+        unrepaired.
 
         ``share_first``: when every epsilon copy starts at ``x0`` (no random start), the first
         gradient is computed once on the first ``share_first`` rows and shared by all copies.
         """
-        rule = self._step_rule()
-        rule.start(self, x0, eps, alpha, project)
+        module, labels, targeted = batch.model, batch.labels, batch.targeted
+        counts = batch.counts
+        rule = self.step_rule()
+        rule.start(self, batch.x0, batch.eps, alpha, project)
         use_mask = mask is not None and rule.needs_mask
         track = self.keep_best
         stop = self.early_stop
@@ -264,7 +240,7 @@ class GradientAttack(Attack):
                 grad, logits, obj = self._gradient(module, x, labels, targeted, per_row)
                 counts["gradients"] += 1
             if track or stop:
-                succ = _success(logits, y, tgt, targeted)
+                succ = batch.succeeded(logits)
                 if track:
                     best_x, best_obj, best_succ = _update_best(x, obj, succ, best_x, best_obj,
                                                                best_succ)
@@ -281,11 +257,9 @@ class GradientAttack(Attack):
             x = torch.where(done[:, None], x, x_new) if done is not None else x_new
             rule.owns_x = in_place
         if track:
-            with torch.no_grad():
-                logits = module(x)
-            counts["queries"] += 1
+            logits = batch.scores(x)
             obj = self.objective(logits, labels, targeted)
-            succ = _success(logits, y, tgt, targeted)
+            succ = batch.succeeded(logits)
             best_x, best_obj, best_succ = _update_best(x, obj, succ, best_x, best_obj, best_succ)
             assert best_x is not None
             return best_x
@@ -374,23 +348,17 @@ class GradientAttack(Attack):
         return g.mul_(r.pow_(1.0 / max(dims, 1))), 1.0
 
     # ------------------------------------------------------------------ checks
-    def _warn_budget(self, eps_list: list[float]) -> None:
+    def warn_budget(self, eps: list[float]) -> None:
         if self.step_size is None:
             reach = self.rel_step_size * self.steps
             if reach < 1.0 - 1e-9:
                 log.warning("%s: step_size * steps = %.3g * eps < eps: the attack cannot reach "
                             "its budget", self.name, reach)
             return
-        short = [e for e in eps_list if self.step_size * self.steps < e - 1e-12]
+        short = [e for e in eps if self.step_size * self.steps < e - 1e-12]
         if short:
             log.warning("%s: step_size * steps = %.4g < eps for eps in %s: the attack cannot "
                         "reach its budget", self.name, self.step_size * self.steps, short)
-
-    def _info(self) -> dict[str, Any]:
-        return {"norm": self.norm, "steps": self.steps, "step_size": self.step_size,
-                "rel_step_size": self.rel_step_size, "random_start": self.random_start,
-                "restarts": self.restarts,
-                "loss": self.loss if isinstance(self.loss, str) else "custom"}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(eps={self.eps}, norm={self.norm!r}, steps={self.steps}, "

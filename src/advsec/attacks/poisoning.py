@@ -12,11 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-
-def _detection_metrics(y: np.ndarray, pred: np.ndarray, *, benign_class: Any) -> dict[str, float]:
-    from advsec.evaluation.metrics import detection_metrics  # lazy: evaluation imports attacks
-
-    return detection_metrics(y, pred, benign_class=benign_class)
+from advsec.models.metrics import detection_metrics
 
 __all__ = ["flip_labels", "poisoning_study"]
 
@@ -152,7 +148,7 @@ def poisoning_study(
         if y_te.dtype.kind == "U":
             pred = pred.astype(str)
         rows.append({"mode": mode, "rate": float(rate), "n_flipped": int(flipped.sum()),
-                     **_detection_metrics(y_te, pred, benign_class=_like(benign_label, y_te)),
+                     **detection_metrics(y_te, pred, benign_class=_like(benign_label, y_te)),
                      "seconds": time.perf_counter() - t0})
         log.info("poisoning %s rate %.3f: %s", mode, rate, rows[-1])
     return pd.DataFrame(rows)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from advsec.features.space import FeatureSpace
 
 __all__ = ["Projector"]
 
@@ -36,7 +39,7 @@ class Projector:
         lower: Any,
         upper: Any,
         mutable: torch.Tensor | None,
-        space: Any,
+        space: FeatureSpace | None,
         ball: bool = True,
     ) -> None:
         self.x0, self.eps, self.norm, self.space = x0, eps, norm, space

@@ -3,13 +3,15 @@ scored, predictions, validity, success rates and a result table)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+
+from advsec.attacks.success import eligible, succeeded
+from advsec.attacks.success import success_rate as rate
 
 __all__ = ["AttackResult"]
 
@@ -33,9 +35,14 @@ class AttackResult:
         queries: forward-only model evaluations (batched), e.g. best-point checks or Square.
         clean_pred: ``(N,)`` predicted classes on the clean inputs (``None`` if not scored).
         adv_pred: per epsilon, ``(N,)`` predicted classes on the (repaired) adversarial inputs.
+        adv_proba: per epsilon, ``(N, C)`` softmax of the model's scores on them.
         valid: per epsilon, ``(N,)`` bool NumPy array, True where the adversarial row decodes
             to a valid record (``None`` without a FeatureSpace to check against).
+        x: ``(N, D)`` the clean inputs, as the attack saw them.
         info: attack settings and extra counters.
+
+    Scored results (``run`` with ``evaluate=True``, or
+    :func:`~advsec.attacks.scoring.score_result`) hold predictions, labels and masks on the CPU.
     """
 
     attack: str
@@ -51,42 +58,38 @@ class AttackResult:
     queries: int = 0
     clean_pred: torch.Tensor | None = None
     adv_pred: list[torch.Tensor] = field(default_factory=list)
+    adv_proba: list[torch.Tensor] = field(default_factory=list, repr=False)
     valid: list[np.ndarray | None] = field(default_factory=list)
     x: torch.Tensor | None = field(default=None, repr=False)
     info: dict[str, Any] = field(default_factory=dict)
 
     def eligible(self) -> torch.Tensor:
-        """``(N,)`` bool: rows the success rate is measured on.
+        """``(N,)`` bool: rows the success rate is measured on (attacked rows that are
+        :func:`~advsec.attacks.success.eligible`).
 
         Untargeted: attacked rows classified correctly before the attack. Targeted: attacked rows
         not already predicted as their target. Evasion: malicious rows the detector caught.
         """
         self._check_scored()
         assert self.clean_pred is not None
-        if self.evasion:
-            return self.attacked & (self.y != self.benign_class) & (
-                self.clean_pred != self.benign_class)
-        if self.target is not None:
-            return self.attacked & (self.clean_pred != self.target)
-        return self.attacked & (self.clean_pred == self.y)
+        return self.attacked & eligible(self.clean_pred, self.y, target=self.target,
+                                        evasion=self.evasion, benign_class=self.benign_class)
 
     def success(self, i: int = 0) -> torch.Tensor:
-        """``(N,)`` bool: the ``i``-th epsilon's (repaired) adversarial row reached its goal."""
+        """``(N,)`` bool: the ``i``-th epsilon's (repaired) adversarial row reached its goal
+        (:func:`~advsec.attacks.success.succeeded`)."""
         self._check_scored()
-        pred = self.adv_pred[i]
-        if self.evasion:
-            return self.attacked & (pred == self.benign_class)
-        if self.target is not None:
-            return self.attacked & (pred == self.target)
-        return self.attacked & (pred != self.y)
+        return self.attacked & succeeded(self.adv_pred[i], self.y, target=self.target,
+                                         evasion=self.evasion, benign_class=self.benign_class)
 
     @property
     def success_rate(self) -> list[float]:
         """Per epsilon: share of :meth:`eligible` rows where the attack succeeded (NaN if none)."""
-        pool = self.eligible()
-        n = int(pool.sum())
-        return [float((self.success(i) & pool).sum()) / n if n else math.nan
-                for i in range(len(self.eps))]
+        self._check_scored()
+        assert self.clean_pred is not None
+        return [rate(self.clean_pred, p, self.y, target=self.target, evasion=self.evasion,
+                     benign_class=self.benign_class, attacked=self.attacked)
+                for p in self.adv_pred]
 
     @property
     def valid_share(self) -> list[float | None]:
@@ -97,37 +100,17 @@ class AttackResult:
             out.append(None if v is None or not att.any() else float(v[att].mean()))
         return out
 
-    def table(self) -> pd.DataFrame:
-        """One row per epsilon: ``attack, eps, accuracy, detection_rate, attack_success_rate,
-        mean_linf, max_linf, mean_l2, valid_share, n_attacked, seconds``.
+    def table(self, *, name: str | None = None) -> pd.DataFrame:
+        """One row per epsilon, columns :data:`~advsec.attacks.scoring.TABLE_COLUMNS` (the
+        same table :func:`advsec.evaluation.evaluate_attack` gives; see
+        :func:`~advsec.attacks.scoring.result_table`).
 
         ``seconds`` is the call's time divided evenly between its epsilons (one call answers
-        them all). Perturbation norms are over attacked rows.
+        them all). Success, perturbation norms and validity are over attacked rows.
         """
-        self._check_scored()
-        rows = []
-        y, att = self.y, self.attacked
-        mal = y != self.benign_class
-        rates, shares = self.success_rate, self.valid_share
-        for i, e in enumerate(self.eps):
-            pred = self.adv_pred[i]
-            delta = (self.x_adv[i] - self.x.to(self.x_adv[i].device))[att.to(self.x_adv[i].device)]
-            has = len(delta) > 0
-            rows.append({
-                "attack": self.attack,
-                "eps": e,
-                "accuracy": float((pred == y).float().mean()) if len(y) else math.nan,
-                "detection_rate": float((pred[mal] != self.benign_class).float().mean())
-                if bool(mal.any()) else math.nan,
-                "attack_success_rate": rates[i],
-                "mean_linf": float(delta.abs().amax(dim=1).mean()) if has else 0.0,
-                "max_linf": float(delta.abs().max()) if has else 0.0,
-                "mean_l2": float(delta.norm(dim=1).mean()) if has else 0.0,
-                "valid_share": math.nan if shares[i] is None else shares[i],
-                "n_attacked": int(att.sum()),
-                "seconds": self.seconds / max(len(self.eps), 1),
-            })
-        return pd.DataFrame(rows)
+        from advsec.attacks.scoring import result_table
+
+        return result_table(self, name=name)
 
     def _check_scored(self) -> None:
         if self.clean_pred is None or self.x is None:

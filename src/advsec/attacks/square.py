@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
-from advsec.attacks.base import Attack, Eps, Forward, as_module
+from advsec.attacks.base import Attack, Eps, Forward
+from advsec.attacks.batch import AttackBatch
 from advsec.attacks.losses import Objective, get_objective
-from advsec.attacks.projection import Projector
 
 __all__ = ["Square"]
 
@@ -52,6 +50,10 @@ class Square(Attack):
     """
 
     name = "square"
+    family = "score"
+    budget = "queries"
+    norms = ("linf",)
+    needs_gradients = False
 
     def __init__(
         self,
@@ -62,8 +64,6 @@ class Square(Attack):
         loss: str | Objective = "margin",
         **options: Any,
     ) -> None:
-        if options.get("norm", "linf") != "linf":
-            raise ValueError("Square is implemented for the L-inf norm only")
         super().__init__(eps=eps, **options)
         if queries < 1 or not 0 < p_init <= 1:
             raise ValueError("queries must be >= 1 and p_init in (0, 1]")
@@ -72,50 +72,21 @@ class Square(Attack):
         self.loss = loss
         self.objective: Objective = get_objective(loss)
 
-    # ------------------------------------------------------------------ model access
-    def _resolve(self, model: Any) -> tuple[Forward, nn.Module | None]:
-        if isinstance(model, nn.Module) or hasattr(model, "as_module"):
-            module = as_module(model)
-            return module, module
-        if hasattr(model, "predict_proba"):
-
-            def scores(x: torch.Tensor) -> torch.Tensor:
-                proba = model.predict_proba(x.detach().cpu().numpy())
-                return torch.as_tensor(np.asarray(proba), dtype=x.dtype, device=x.device)
-
-            return scores, None
-        if callable(model):
-            return model, None
-        raise TypeError(f"Square needs a module, a Detector, an object with predict_proba or a "
-                        f"callable returning scores, got {type(model).__name__}")
-
     # ------------------------------------------------------------------ the search
-    def _attack_chunk(
-        self,
-        forward: Forward,
-        x0: torch.Tensor,
-        y: torch.Tensor,
-        tgt: torch.Tensor,
-        targeted: bool,
-        eps_list: list[float],
-        gen: torch.Generator | None,
-        counts: dict[str, int],
-    ) -> list[torch.Tensor]:
-        assert gen is not None  # Square always draws: _random() is True
-        b, k = len(x0), len(eps_list)
-        dev, dtype = x0.device, x0.dtype
-        x0s, eps_t = self._stack(x0, eps_list)
-        labels = (tgt if targeted else y).repeat(k)
-        y_s, tgt_s = y.repeat(k), tgt.repeat(k)
-        lower, upper = self._box(dev, dtype)
-        mutable = self._mutable(dev)
-        project = Projector(x0s, eps_t, norm="linf", lower=lower, upper=upper, mutable=mutable,
-                            space=self.feature_space)
-        cols = (torch.arange(x0.shape[1], device=dev) if mutable is None
+    def perturb(self, batch: AttackBatch) -> torch.Tensor:
+        """Random search on ``batch``; rows stop at their first success."""
+        forward, gen = batch.model, batch.generator
+        x0s, eps_t = batch.x0, batch.eps
+        dev, dtype = x0s.device, x0s.dtype
+        labels, y_s, tgt_s, targeted = batch.labels, batch.y, batch.target, batch.targeted
+        counts = batch.counts
+        project = batch.projector()
+        mutable = batch.mutable
+        cols = (torch.arange(x0s.shape[1], device=dev) if mutable is None
                 else torch.nonzero(mutable).flatten())
         m = len(cols)
         if m == 0:
-            return list(self._repair(x0s.clone(), x0s, eps_t).split(b))
+            return x0s.clone()
         signs = _random_signs((len(x0s), m), gen, dev, dtype)
         x = x0s.clone()
         x[:, cols] += eps_t * signs
@@ -153,8 +124,7 @@ class Square(Attack):
             wobj = torch.where(keep, obj_new, wobj)
             wsucc = wsucc | (succ_new & keep)
         x[rows] = wx
-        x = self._repair(x, x0s, eps_t)
-        return list(x.split(b)) if k > 1 else [x]
+        return x
 
     def _evaluate(
         self,
@@ -179,10 +149,6 @@ class Square(Attack):
             if it <= limit:
                 return self.p_init / div
         return self.p_init / 512
-
-    def _info(self) -> dict[str, Any]:
-        return {"norm": "linf", "queries": self.queries, "p_init": self.p_init,
-                "loss": self.loss if isinstance(self.loss, str) else "custom"}
 
     def __repr__(self) -> str:
         return f"Square(eps={self.eps}, queries={self.queries}, p_init={self.p_init})"

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from advsec.attacks.base import Attack, Eps, _eps_list
+from advsec.attacks.base import Attack, Eps
+from advsec.attacks.targets import eps_values
 
 __all__ = ["TransferResult", "transfer_attack"]
 
@@ -96,7 +97,7 @@ def transfer_attack(
     if y_raw.dtype.kind in "OUS" or str(y_raw.dtype).startswith("string"):
         y_raw = y_raw.astype(str)
     y_idx = surrogate.encode_labels(y_raw)
-    eps_list = _eps_list(attack.eps if eps is None else eps)
+    eps_list = eps_values(attack.eps if eps is None else eps)
     result = attack.run(surrogate, torch.from_numpy(x_np), y_idx, eps=eps_list)
     benign = result.benign_class
     benign_value = surrogate.classes_[benign]

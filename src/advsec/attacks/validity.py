@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from advsec.features.space import FeatureSpace
 
 __all__ = ["clean_validity", "valid_records"]
 
 
 def valid_records(
-    space: Any, x_adv: torch.Tensor | np.ndarray, x: torch.Tensor | np.ndarray, *,
+    space: FeatureSpace, x_adv: torch.Tensor | np.ndarray, x: torch.Tensor | np.ndarray, *,
     tol: float = 1e-4, clean_valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(N,)`` bool: rows of ``x_adv`` ``(N, D)`` that are valid records derived from ``x``.
@@ -46,7 +49,7 @@ def valid_records(
     return ok
 
 
-def clean_validity(space: Any, x: torch.Tensor | np.ndarray) -> np.ndarray | None:
+def clean_validity(space: FeatureSpace, x: torch.Tensor | np.ndarray) -> np.ndarray | None:
     """``(N,)`` bool: rows of ``x`` ``(N, D)`` whose decoded record passes ``space.valid_mask``
     (``None`` when the space has no ``valid_mask``)."""
     if not hasattr(space, "valid_mask"):

@@ -10,16 +10,21 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 import typer
 
-from advsec.attacks.registry import ATTACKS, ITERATIVE
+from advsec.attacks.registry import ATTACKS
+from advsec.attacks.spec import attack_spec
+from advsec.attacks.success import eligible, succeeded
 from advsec.cli.common import console, parse_floats
 from advsec.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from advsec.features.space import FeatureSpace
 
 __all__ = ["attack_command", "run_attack"]
 
@@ -41,9 +46,11 @@ def attack_command(
                                help=f"Attack: {', '.join(ATTACKS)}."),
     eps: str = typer.Option("0.01,0.05,0.1", "--eps",
                             help="Comma-separated budgets (fraction of each feature's range)."),
-    steps: int | None = typer.Option(None, "--steps", help="Iterations (queries for square; "
-                                     "default: the attack's own)."),
-    norm: str = typer.Option("linf", "--norm", help="linf or l2 (square: linf only)."),
+    steps: int | None = typer.Option(None, "--steps", help="The attack's budget: iterations of "
+                                     "iterative attacks, queries of query-based ones (default: "
+                                     "the attack's own)."),
+    norm: str = typer.Option("linf", "--norm", help="linf or l2 (the norms the attack "
+                             "supports)."),
     valid: bool = typer.Option(True, "--valid/--unconstrained", help="Keep records valid "
                                "(mutable features, bounds, repair) or attack the plain [0, 1] "
                                "box (the unconstrained baseline)."),
@@ -108,15 +115,17 @@ def run_attack(
     from advsec.models import Detector
     from advsec.models.detector import resolve_device
 
-    name = attack.lower().replace("_", "-")
-    if name not in ATTACKS:
-        raise ConfigError(f"--attack: unknown attack {attack!r}; known: {', '.join(ATTACKS)}")
+    try:
+        spec = attack_spec(attack)
+    except ValueError as exc:
+        raise ConfigError(f"--attack: {exc}") from None
+    name = spec.name
     if fmt not in FORMATS:
         raise ConfigError(f"--format: expected csv or parquet, got {fmt!r}")
     if split not in ("test", "train"):
         raise ConfigError(f"--split: expected test or train, got {split!r}")
-    if norm not in ("linf", "l2") or (name == "square" and norm != "linf"):
-        raise ConfigError(f"--norm: expected linf or l2 (square: linf), got {norm!r}")
+    if norm not in spec.norms:
+        raise ConfigError(f"--norm: {name} supports {' or '.join(spec.norms)}, got {norm!r}")
     if any(e < 0 for e in eps):
         raise ConfigError("--eps: budgets must be >= 0")
     if steps is not None and steps < 1:
@@ -162,18 +171,17 @@ def run_attack(
     benign_class = classes.index(str(benign)) if benign is not None else 0
 
     opts: dict[str, Any] = {"eps": eps, "seed": seed, "evasion": evasion,
-                            "benign_class": benign_class,
+                            "benign_class": benign_class, "norm": norm,
                             "feature_space": space if valid else None}
-    if name != "square":
-        opts["norm"] = norm
     if steps is not None:
-        if name == "square":
-            opts["queries"] = steps
-        elif name in ITERATIVE:
-            opts["steps"] = steps
+        if spec.budget is not None:
+            opts[spec.budget] = steps
         else:
             log.warning("--steps does not apply to %s (one step); ignored", name)
-    atk = make_attack(name, **opts)
+    try:
+        atk = make_attack(name, **opts)
+    except ValueError as exc:
+        raise ConfigError(f"--attack {name}: {exc}") from None
 
     t0 = time.perf_counter()
     sweep_table, x_adv, pred_clean, pred_adv = _sweep(det, atk, x, y, eps, space, benign_class)
@@ -212,23 +220,19 @@ def run_attack(
     return {"table": sweep_table, "out": out}
 
 
-def _sweep(det: Any, atk: Any, x: torch.Tensor, y: torch.Tensor, eps: list[float], space: Any,
+def _sweep(det: Any, atk: Any, x: torch.Tensor, y: torch.Tensor, eps: list[float],
+           space: FeatureSpace,
            benign_class: int
            ) -> tuple[pd.DataFrame, dict[float, torch.Tensor], np.ndarray, dict[float, np.ndarray]]:
-    """The result table (evaluation's sweep when available) and the adversarial inputs."""
-    try:
-        from advsec.evaluation import evaluate_attack
-    except ImportError:  # evaluation not installed in this build: the attack's own table
-        res = atk.run(det, x, y, eps=eps, space=space)
-        table = res.table()
-        return (table, {e: xa.cpu() for e, xa in zip(eps, res.x_adv, strict=True)},
-                res.clean_pred.cpu().numpy(),
-                {e: p.cpu().numpy() for e, p in zip(eps, res.adv_pred, strict=True)})
+    """The result table and the adversarial inputs (:func:`advsec.evaluation.evaluate_attack`)."""
+    from advsec.evaluation import evaluate_attack
+
     sweep = evaluate_attack(det, atk, x, y, eps=eps, space=space, benign_class=benign_class)
+    assert sweep.pred_clean is not None
     return sweep.table, sweep.x_adv, np.asarray(sweep.pred_clean), sweep.pred_adv
 
 
-def _decode(space: Any, xa: torch.Tensor, table: pd.DataFrame) -> pd.DataFrame:
+def _decode(space: FeatureSpace, xa: torch.Tensor, table: pd.DataFrame) -> pd.DataFrame:
     """Records in their original columns; untouched features keep their exact raw values."""
     try:
         return space.decode(xa, reference=table[space.schema.names])
@@ -238,6 +242,6 @@ def _decode(space: Any, xa: torch.Tensor, table: pd.DataFrame) -> pd.DataFrame:
 
 def _success(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, evasion: bool,
              benign: int) -> np.ndarray:
-    if evasion:
-        return (y != benign) & (clean != benign) & (adv == benign)
-    return (clean == y) & (adv != y)
+    """Records the attack was measured on and broke (:mod:`advsec.attacks.success`)."""
+    return (eligible(clean, y, evasion=evasion, benign_class=benign)
+            & succeeded(adv, y, evasion=evasion, benign_class=benign))

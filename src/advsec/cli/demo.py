@@ -10,6 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from advsec.cli.common import console, parse_floats, parse_ints
 from advsec.errors import ConfigError
+from advsec.runio import check_new_run_dir
 
 __all__ = ["demo"]
 
@@ -45,8 +46,7 @@ def demo(
         field = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"
         raise ConfigError(f"{field}: {err['msg']}") from None
 
-    if out.exists() and not force:
-        raise ConfigError(f"{out}: run directory already exists (use --force to replace it)")
+    check_new_run_dir(out, force=force)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn(
             "{task.completed}/{task.total}"), TimeElapsedColumn(), console=console,
             transient=False) as bar:

@@ -9,6 +9,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from advsec.cli.common import console
 from advsec.errors import ConfigError
+from advsec.runio import check_new_run_dir
 
 __all__ = ["reproduce_command"]
 
@@ -42,8 +43,7 @@ def reproduce_command(
         raise ConfigError(f"--seed must be >= 0, got {seed}")
     if out is None:
         out = Path("runs") / (f"{key}-quick" if quick else key)
-    if out.exists() and not force:
-        raise ConfigError(f"{out}: run directory already exists (use --force to replace it)")
+    check_new_run_dir(out, force=force)
     if root is not None and not root.exists():
         raise ConfigError(f"--root: {root} does not exist")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),

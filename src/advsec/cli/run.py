@@ -10,6 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from advsec.cli.common import console
 from advsec.errors import ConfigError
+from advsec.runio import check_new_run_dir
 
 __all__ = ["export_command", "report_command", "run_command"]
 
@@ -41,8 +42,7 @@ def run_command(
         sub = data_root / cfg.data.dataset
         cfg.data.root = str(sub if sub.is_dir() else data_root)
     target = out or Path("runs") / config.stem
-    if target.exists() and not force:
-        raise ConfigError(f"{target}: run directory already exists (use --force to replace it)")
+    check_new_run_dir(target, force=force)
     n = len(plan(cfg))
     start = time.perf_counter()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),

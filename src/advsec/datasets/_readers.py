@@ -117,7 +117,7 @@ def is_gzip(path: Path) -> bool:
 def open_text(path: Path) -> Iterator[str]:
     """Lines of ``path`` (gzip or plain), decoded leniently (latin-1), without line endings."""
     opener = gzip.open if is_gzip(path) else open
-    with opener(path, "rb") as fh:  # type: ignore[operator]
+    with opener(path, "rb") as fh:
         for line in io.TextIOWrapper(fh, encoding="latin-1", newline=""):
             yield line.rstrip("\r\n")
 

@@ -10,7 +10,7 @@ undefended model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advsec.defenses._common import DefenseResult, benign_index, clean_metrics
 from advsec.defenses.adversarial_training import (
@@ -25,6 +25,9 @@ from advsec.defenses.adversarial_training import (
 from advsec.defenses.trades import trades_adversarial_examples, trades_loss, trades_training
 from advsec.errors import ConfigError
 from advsec.models.detector import Detector
+
+if TYPE_CHECKING:
+    from advsec.features.space import FeatureSpace
 
 __all__ = [
     "METHODS",
@@ -63,7 +66,7 @@ def defend(
     ratio: float = 1.0,
     beta: float = 6.0,
     attack: str = "fgsm",
-    feature_space: Any = None,
+    feature_space: FeatureSpace | None = None,
     bounds: tuple[float, float] | None = (0.0, 1.0),
     eval_data: tuple[Any, Any] | None = None,
     benign_class: int | str | None = None,
@@ -94,13 +97,13 @@ def defend(
     common: dict[str, Any] = {"epochs": epochs, "eval_data": eval_data,
                               "benign_class": benign_class, "seed": seed}
     if key == "data_augmentation":
-        from advsec.attacks.registry import ITERATIVE, make_attack
+        from advsec.attacks.registry import attack_spec, make_attack
 
         opts: dict[str, Any] = {"eps": eps, "feature_space": feature_space, "bounds": bounds,
                                 "seed": seed}
-        if attack.lower().replace("_", "-") in ITERATIVE:
-            opts["steps"] = steps
         try:
+            if attack_spec(attack).budget == "steps":
+                opts["steps"] = steps
             atk = make_attack(attack, **opts)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from advsec.errors import ConfigError
-from advsec.evaluation.metrics import detection_metrics
 from advsec.models.detector import Detector, as_labels
+from advsec.models.metrics import detection_metrics
 from advsec.models.mlp import MLP
 
 __all__ = ["DefenseResult", "as_labels", "benign_index", "clean_metrics"]

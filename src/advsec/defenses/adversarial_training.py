@@ -21,7 +21,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from advsec.defenses._common import (
 from advsec.errors import ConfigError
 from advsec.models.detector import Detector
 from advsec.models.inference import batched_logits
+
+if TYPE_CHECKING:
+    from advsec.features.space import FeatureSpace
 
 __all__ = [
     "BatchTransform",
@@ -115,10 +118,10 @@ def enhance_training_set(
         if target == "predicted":
             if not atk.targeted:
                 raise ConfigError("target='predicted' needs an attack built with targeted=True")
-            parts.append(atk(module, xb, labels if attack_labels == "predicted" else yb,
-                             target=labels).detach().cpu())
+            parts.append(_one(atk(module, xb, labels if attack_labels == "predicted" else yb,
+                                  target=labels)).detach().cpu())
         else:
-            parts.append(atk(module, xb, labels).detach().cpu())
+            parts.append(_one(atk(module, xb, labels)).detach().cpu())
     x_adv = torch.cat(parts) if parts else xt[:0]
     return torch.cat([xt, x_adv]), torch.cat([yt, yt[rows[:m]]]), x_adv
 
@@ -200,7 +203,7 @@ def adversarial_batch_transform(
         n_adv = len(xb) if adv_share >= 1 else round(adv_share * len(xb))
         if n_adv == 0:
             return xb
-        x_adv = atk(module, xb[:n_adv], yb[:n_adv]).detach()
+        x_adv = _one(atk(module, xb[:n_adv], yb[:n_adv])).detach()
         return x_adv if n_adv == len(xb) else torch.cat([x_adv, xb[n_adv:]])
 
     return transform
@@ -215,7 +218,7 @@ def pgd_adversarial_training(
     steps: int = 7,
     step_size: float | None = None,
     rel_step_size: float | None = None,
-    feature_space: Any = None,
+    feature_space: FeatureSpace | None = None,
     bounds: tuple[float, float] | None = (0.0, 1.0),
     adv_share: float = 1.0,
     epochs: int | None = None,
@@ -264,7 +267,7 @@ def fgsm_random_start(
     *,
     eps: float,
     alpha: float | None = None,
-    feature_space: Any = None,
+    feature_space: FeatureSpace | None = None,
     bounds: tuple[float, float] | None = (0.0, 1.0),
     seed: int = 0,
 ) -> GradientAttack:
@@ -284,7 +287,7 @@ def fast_adversarial_training(
     *,
     eps: float = 0.1,
     alpha: float | None = None,
-    feature_space: Any = None,
+    feature_space: FeatureSpace | None = None,
     bounds: tuple[float, float] | None = (0.0, 1.0),
     epochs: int | None = None,
     eval_data: tuple[ArrayLike, ArrayLike] | None = None,
@@ -335,3 +338,10 @@ def _on_the_fly(
 
 def _predict(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return batched_logits(module, x).argmax(1)
+
+
+def _one(x_adv: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """The adversarial inputs of an attack built with one eps (training crafts at one budget)."""
+    if isinstance(x_adv, list):
+        raise ConfigError("adversarial training needs an attack with one eps, not a list")
+    return x_adv

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from advsec.defenses._common import (
 from advsec.errors import ConfigError
 from advsec.models.detector import Detector, resolve_device
 
+if TYPE_CHECKING:
+    from advsec.features.space import FeatureSpace
+
 __all__ = ["trades_adversarial_examples", "trades_loss", "trades_training"]
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,7 @@ def trades_adversarial_examples(
     eps: float,
     steps: int = 7,
     step_size: float | None = None,
-    feature_space: Any = None,
+    feature_space: FeatureSpace | None = None,
     bounds: tuple[float, float] | None = (0.0, 1.0),
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -67,6 +70,8 @@ def trades_adversarial_examples(
     alpha = 2.5 * eps / steps if step_size is None else step_size
     x0 = x.detach()
     eps_t = torch.full((len(x0), 1), float(eps), device=x0.device, dtype=x0.dtype)
+    lower: torch.Tensor | float | None
+    upper: torch.Tensor | float | None
     if feature_space is not None:
         view = feature_space.torch_view(x0.device)
         lower, upper, mutable = view.lower.to(x0.dtype), view.upper.to(x0.dtype), view.mutable
@@ -126,7 +131,7 @@ def trades_training(
     beta: float = 6.0,
     steps: int = 7,
     step_size: float | None = None,
-    feature_space: Any = None,
+    feature_space: FeatureSpace | None = None,
     bounds: tuple[float, float] | None = (0.0, 1.0),
     epochs: int | None = None,
     eval_data: tuple[ArrayLike, ArrayLike] | None = None,

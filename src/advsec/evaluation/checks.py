@@ -17,10 +17,13 @@ Model checks probe the attacked network on a few inputs:
 - zero or NaN input gradients (masked, saturated or broken gradients);
 - outputs that are probabilities: a loss computed on them (instead of on logits) saturates.
 
-Attacks are told apart by name prefix: ``fgsm`` (not ``fgsm-rs``), iterative (``bim``, ``mim``,
-``pgd``, ``apgd``, ``i-fgsm``, ``cw``) and black-box (``square``, ``transfer``, ``boundary``,
-``hsja``, ``zoo``). Names are compared within the same suffix (``fgsm-valid`` with
-``pgd-valid``, ``fgsm (faithful)`` with ``bim (faithful)``).
+Attacks are told apart by what they declare (:mod:`advsec.attacks.spec`): a table label is read
+as the registered attack whose name is its longest prefix (``pgd-valid`` is ``pgd``), and that
+attack's ``family`` and ``budget`` say whether it is single-step (a gradient attack without a
+budget, like FGSM), iterative (a gradient attack with steps) or black-box (score-based,
+decision-based or transfer). A label that names no registered attack is a white-box attack of
+unknown kind. Names are compared within the same suffix (``fgsm-valid`` with ``pgd-valid``,
+``fgsm (faithful)`` with ``bim (faithful)``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import torch
 
 from advsec.attacks.base import as_module
 from advsec.models.inference import eval_mode
+from advsec.models.types import Model
 
 __all__ = [
     "Flag",
@@ -54,8 +58,6 @@ __all__ = [
     "red_flags",
 ]
 
-_ITERATIVE = ("bim", "mim", "pgd", "apgd", "i-fgsm", "ifgsm", "cw")
-_BLACK_BOX = ("square", "transfer", "boundary", "hsja", "hopskipjump", "zoo")
 _WORST = ("worst-case", "worst_case", "worst")
 
 
@@ -228,7 +230,7 @@ def check_sweep(
 
 # ---------------------------------------------------------------------------- model checks
 def check_gradients(
-    model: Any,
+    model: Model,
     x: torch.Tensor | np.ndarray,
     y: torch.Tensor | np.ndarray,
     *,
@@ -258,7 +260,7 @@ def check_gradients(
     name = "input gradients finite and non-zero"
     module = as_module(model)
     xt, yt = _inputs(module, x, y)
-    if len(xt) == 0:
+    if len(xt) == 0 or yt is None:
         return Flag(name, True, "n/a: no inputs")
     with eval_mode(module), torch.enable_grad():
         xg = xt.clone().requires_grad_(True)
@@ -278,7 +280,7 @@ def check_gradients(
 
 
 def check_outputs_are_logits(
-    model: Any, x: torch.Tensor | np.ndarray, *, atol: float = 1e-4, share: float = 0.99
+    model: Model, x: torch.Tensor | np.ndarray, *, atol: float = 1e-4, share: float = 0.99
 ) -> Flag:
     """Raised when ``model``'s outputs look like probabilities (rows in [0, 1] summing to 1).
 
@@ -304,7 +306,7 @@ def check_outputs_are_logits(
 
 
 def check_model(
-    model: Any, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, **options: Any
+    model: Model, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, **options: Any
 ) -> list[Flag]:
     """:func:`check_outputs_are_logits` and :func:`check_gradients` on ``model`` (options go to
     the latter)."""
@@ -314,7 +316,7 @@ def check_model(
 def red_flags(
     table: pd.DataFrame | None = None,
     *,
-    model: Any = None,
+    model: Model | None = None,
     x: torch.Tensor | np.ndarray | None = None,
     y: torch.Tensor | np.ndarray | None = None,
     tol: float = 0.005,
@@ -356,18 +358,22 @@ def _means(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _family(name: str) -> tuple[str, str]:
-    """``(family, suffix)``: family in fgsm / iterative / black-box / worst / other."""
+    """``(family, suffix)``: family in fgsm (single-step) / iterative / black-box / worst /
+    other, from the registered attack the label names."""
+    from advsec.attacks.registry import spec_for_label
+
     low = name.lower()
     if low in _WORST:
         return "worst", ""
-    for prefix in sorted(_BLACK_BOX, key=len, reverse=True):
-        if low.startswith(prefix):
-            return "black-box", low[len(prefix):]
-    for prefix in sorted(_ITERATIVE, key=len, reverse=True):
-        if low.startswith(prefix):
-            return "iterative", low[len(prefix):]
-    if low.startswith("fgsm") and not low.startswith(("fgsm-rs", "fgsm_rs")):
-        return "fgsm", low[len("fgsm"):]
+    spec, suffix = spec_for_label(low)
+    if spec is None:
+        return "other", low
+    if spec.black_box:
+        return "black-box", suffix
+    if spec.single_step:
+        return "fgsm", suffix
+    if spec.family == "gradient":
+        return "iterative", suffix
     return "other", low
 
 

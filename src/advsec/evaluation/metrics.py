@@ -1,59 +1,18 @@
-"""Detection metrics for benign-vs-malicious detectors, binary or multi-class.
+"""Detection metrics (:mod:`advsec.models.metrics`) and the attack success rate of predictions.
 
 "Positive" means malicious: for a multi-class detector any non-benign class counts as a detection,
-so detection rate and false-positive rate mean the same thing for every label scheme.
+so detection rate and false-positive rate mean the same thing for every label scheme. Success
+follows the one definition of :mod:`advsec.attacks.success`.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from sklearn.metrics import roc_auc_score
+
+from advsec.attacks.success import success_rate
+from advsec.models.metrics import confusion, detection_metrics
 
 __all__ = ["attack_success_rate", "confusion", "detection_metrics"]
-
-
-def detection_metrics(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    *,
-    proba: np.ndarray | None = None,
-    benign_class: int = 0,
-) -> dict[str, float]:
-    """Metrics of predictions ``y_pred`` ``(N,)`` against ``y_true`` ``(N,)`` (class indices).
-
-    Args:
-        proba: class probabilities ``(N, C)``; enables ROC AUC (malicious score = 1 - p(benign)).
-        benign_class: index of the benign class.
-
-    Returns:
-        ``accuracy`` (exact class), ``precision``, ``detection_rate`` (recall of malicious),
-        ``f1``, ``fpr`` (benign flagged malicious) and ``roc_auc`` (NaN when undefined).
-    """
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
-    mal_true, mal_pred = y_true != benign_class, y_pred != benign_class
-    tp = float(np.sum(mal_true & mal_pred))
-    fp = float(np.sum(~mal_true & mal_pred))
-    fn = float(np.sum(mal_true & ~mal_pred))
-    tn = float(np.sum(~mal_true & ~mal_pred))
-    precision = tp / (tp + fp) if tp + fp else math.nan
-    recall = tp / (tp + fn) if tp + fn else math.nan
-    f1 = (2 * precision * recall / (precision + recall)
-          if precision + recall and not math.isnan(precision + recall) else math.nan)
-    auc = math.nan
-    if proba is not None and 0 < mal_true.sum() < len(y_true):
-        auc = float(roc_auc_score(mal_true, 1.0 - np.asarray(proba)[:, benign_class]))
-    return {
-        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else math.nan,
-        "precision": precision,
-        "detection_rate": recall,
-        "f1": f1,
-        "fpr": fp / (fp + tn) if fp + tn else math.nan,
-        "roc_auc": auc,
-    }
 
 
 def attack_success_rate(
@@ -64,24 +23,13 @@ def attack_success_rate(
     evasion: bool = False,
     benign_class: int = 0,
 ) -> float:
-    """Share of attackable records that the attack turned.
+    """Share of attackable records that the attack turned (:func:`advsec.attacks.success.
+    success_rate` on NumPy arrays ``(N,)``).
 
     Untargeted: among records classified correctly before the attack, the share misclassified
     after it. Evasion: among malicious records the detector caught before the attack, the share
     classified benign after it. NaN when there is nothing to attack.
     """
     y_true, pred_clean, pred_adv = map(np.asarray, (y_true, pred_clean, pred_adv))
-    if evasion:
-        pool = (y_true != benign_class) & (pred_clean != benign_class)
-        turned = pred_adv == benign_class
-    else:
-        pool = pred_clean == y_true
-        turned = pred_adv != y_true
-    return float(np.mean(turned[pool])) if pool.any() else math.nan
-
-
-def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Confusion matrix ``(C, C)``: rows are true classes, columns predicted classes."""
-    m = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(m, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    return m
+    return success_rate(pred_clean, pred_adv, y_true, evasion=evasion,
+                        benign_class=benign_class)

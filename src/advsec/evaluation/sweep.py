@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
-from advsec.attacks.base import as_module
+from advsec.attacks.protocol import Crafter
+from advsec.attacks.scoring import TABLE_COLUMNS, result_table, score_result
 from advsec.attacks.validity import clean_validity, valid_records
-from advsec.evaluation.metrics import attack_success_rate, detection_metrics
-from advsec.models.inference import batched_logits
+from advsec.models.types import Model
+
+if TYPE_CHECKING:
+    from advsec.features.space import FeatureSpace
 
 __all__ = ["SWEEP_COLUMNS", "Sweep", "evaluate_attack", "valid_share"]
 
 log = logging.getLogger(__name__)
 
-SWEEP_COLUMNS = [
-    "attack", "eps", "accuracy", "precision", "detection_rate", "f1", "fpr", "roc_auc",
-    "attack_success_rate", "mean_linf", "max_linf", "mean_l2", "valid_share", "n", "seconds",
-]
+#: the columns of a sweep table: those of every attack result table
+SWEEP_COLUMNS = TABLE_COLUMNS
 
 
 @dataclass
@@ -44,12 +44,8 @@ class Sweep:
     pred_clean: np.ndarray | None = None
 
 
-def _predict(module: torch.nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    logits = batched_logits(module, x)
-    return logits.argmax(1).numpy(), torch.softmax(logits, 1).numpy()
-
-
-def valid_share(space: Any, x_adv: torch.Tensor, x: torch.Tensor, *, tol: float = 1e-4,
+def valid_share(space: FeatureSpace | None, x_adv: torch.Tensor, x: torch.Tensor, *,
+                tol: float = 1e-4,
                 clean_valid: np.ndarray | None = None) -> float:
     """Share of rows of ``x_adv`` ``(N, D)`` that are valid records derived from ``x``.
 
@@ -66,75 +62,49 @@ def valid_share(space: Any, x_adv: torch.Tensor, x: torch.Tensor, *, tol: float 
 
 
 def evaluate_attack(
-    model: Any,
-    attack: Any,
+    model: Model,
+    attack: Crafter,
     x: torch.Tensor | np.ndarray,
     y: torch.Tensor | np.ndarray,
     *,
     eps: Sequence[float],
     name: str | None = None,
-    space: Any = None,
-    benign_class: int = 0,
+    space: FeatureSpace | None = None,
+    benign_class: int | None = None,
     keep_inputs: bool = True,
 ) -> Sweep:
-    """Attack ``model`` at every ``eps`` and score each result.
+    """Attack ``model`` at every ``eps`` and score each result once.
 
     Args:
-        model: an ``nn.Module`` returning logits or an advsec ``Detector``.
-        attack: a callable attack with a ``run(model, x, y, eps=[...])`` method (all advsec
-            gradient attacks), ``evasion`` attribute optional.
+        model: an ``nn.Module`` returning logits or an advsec ``Detector`` (attacked and
+            scored).
+        attack: a :class:`~advsec.attacks.protocol.Crafter`: every advsec attack, or a
+            wrapper with ``craft(model, x, y, eps=[...])``.
         x: inputs ``(N, D)``; y: true class indices ``(N,)``.
         eps: the grid; 0 gives the clean row.
         name: the ``attack`` column (default: the attack's ``name``).
         space: the FeatureSpace the inputs came from, to measure ``valid_share`` (whether or
             not the attack itself was constrained).
-        benign_class: index of the benign class.
+        benign_class: index of the benign class of the metrics (default: the attack's).
+        keep_inputs: keep the adversarial inputs in :attr:`Sweep.x_adv`.
 
     Returns:
-        A :class:`Sweep`; its table has one row per eps with :data:`SWEEP_COLUMNS`.
+        A :class:`Sweep`; its table has one row per eps with :data:`SWEEP_COLUMNS`
+        (:func:`advsec.attacks.scoring.result_table`).
     """
-    module = as_module(model)
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
-    y_np = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y).astype(np.int64)
-    evasion = bool(getattr(attack, "evasion", False))
-    pred_clean, _ = _predict(module, x)
+    y_t = torch.as_tensor(np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)).long()
     eps_list = [float(e) for e in eps]
-    # the attack only crafts: every result is scored once, below
-    options = {"evaluate": False} if _accepts(attack.run, "evaluate") else {}
-    result = attack.run(model, x, torch.as_tensor(y_np), eps=eps_list, **options)
-    clean_valid = None if space is None else clean_validity(space, x)
-    per_eps = result.seconds / max(len(eps_list), 1)
-    rows, sweep = [], Sweep(pd.DataFrame(), pred_clean=pred_clean)
-    for e, xa in zip(eps_list, result.x_adv, strict=True):
-        xa = xa.detach().cpu()
-        pred, proba = _predict(module, xa)
-        delta = xa - x
-        row = {
-            "attack": name or getattr(attack, "name", type(attack).__name__.lower()),
-            "eps": e,
-            **detection_metrics(y_np, pred, proba=proba, benign_class=benign_class),
-            "attack_success_rate": attack_success_rate(
-                y_np, pred_clean, pred, evasion=evasion, benign_class=benign_class),
-            "mean_linf": float(delta.abs().amax(dim=1).mean()) if len(x) else 0.0,
-            "max_linf": float(delta.abs().max()) if len(x) else 0.0,
-            "mean_l2": float(delta.norm(dim=1).mean()) if len(x) else 0.0,
-            "valid_share": valid_share(space, xa, x, clean_valid=clean_valid),
-            "n": len(x),
-            "seconds": per_eps,
-        }
-        rows.append(row)
-        sweep.pred_adv[e] = pred
+    result = attack.craft(model, x, y_t, eps=eps_list)
+    result.x, result.y = x, y_t  # scored against the caller's inputs and true classes
+    result.x_adv = [xa.detach().cpu() for xa in result.x_adv]
+    score_result(result, model, space=space)
+    table = result_table(result, name=name or getattr(attack, "name", None),
+                         benign_class=benign_class)
+    assert result.clean_pred is not None
+    sweep = Sweep(table, pred_clean=result.clean_pred.numpy())
+    for e, xa, pred in zip(eps_list, result.x_adv, result.adv_pred, strict=True):
+        sweep.pred_adv[e] = pred.numpy()
         if keep_inputs:
             sweep.x_adv[e] = xa
-    sweep.table = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
     return sweep
-
-
-def _accepts(fn: Any, name: str) -> bool:
-    """Whether ``fn`` takes the keyword ``name`` (explicitly or through ``**kwargs``)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
-                                 for p in params.values())

@@ -26,9 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from advsec.attacks.base import Attack, as_module
+from advsec.attacks.base import as_module
+from advsec.attacks.protocol import Crafter
+from advsec.attacks.targets import eps_values
 from advsec.evaluation.metrics import attack_success_rate, detection_metrics
 from advsec.models.inference import batched_logits
+from advsec.models.types import Model
 
 __all__ = [
     "WORST_CASE_COLUMNS",
@@ -81,7 +84,7 @@ class WorstCase:
 
 
 def worst_case(
-    model: Any,
+    model: Model,
     attacks: Sequence[Any] | Mapping[str, Any],
     x: torch.Tensor | np.ndarray,
     y: torch.Tensor | np.ndarray,
@@ -118,8 +121,7 @@ def worst_case(
     xt = _tensor(x)
     yt = torch.as_tensor(np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)).long()
     y_np = yt.numpy()
-    eps_list = [float(e) for e in eps] if isinstance(eps, (list, tuple, np.ndarray)) else [
-        float(eps)]
+    eps_list = eps_values(eps)
     pred_clean = _predict(module, xt)
     n = len(xt)
     out = WorstCase(pd.DataFrame(columns=WORST_CASE_COLUMNS), pred_clean=pred_clean)
@@ -180,7 +182,7 @@ def worst_case(
 
 
 def transfer_table(
-    model: Any,
+    model: Model,
     crafted: Mapping[float, torch.Tensor | np.ndarray],
     y: torch.Tensor | np.ndarray,
     *,
@@ -225,7 +227,7 @@ def transfer_table(
 
 
 def adaptive_evaluation(
-    model: Any,
+    model: Model,
     attacks: Sequence[Any] | Mapping[str, Any],
     x: torch.Tensor | np.ndarray,
     y: torch.Tensor | np.ndarray,
@@ -271,14 +273,10 @@ def _named(attacks: Sequence[Any] | Mapping[str, Any]) -> list[tuple[str, Any]]:
     return out
 
 
-def _run(atk: Any, model: Any, x: torch.Tensor, y: torch.Tensor,
+def _run(atk: Crafter, model: Model, x: torch.Tensor, y: torch.Tensor,
          eps_list: list[float]) -> list[torch.Tensor]:
-    if isinstance(atk, Attack):
-        res = atk.run(model, x, y, eps=eps_list, evaluate=False)
-    else:
-        res = atk.run(model, x, y, eps=eps_list)
-    advs = res.x_adv if hasattr(res, "x_adv") else res
-    return [a.detach().cpu().float() for a in advs]
+    res = atk.craft(model, x, y, eps=eps_list)
+    return [a.detach().cpu().float() for a in res.x_adv]
 
 
 def _record(out: WorstCase, e: float, broken: np.ndarray, xa: torch.Tensor,

@@ -2,14 +2,14 @@
 
 ``combos/<key>/`` holds ``clean.csv``, ``sweep.csv``, ``worst.csv``, ``per_class.csv``,
 ``features.csv``, ``checks.csv`` (model red-flag checks), ``confusion.json``,
-``adversarial.safetensors``, ``meta.json`` and a ``DONE`` marker; the folder is renamed into
-place only when complete.
+``adversarial.safetensors``, ``meta.json`` and a ``DONE`` marker; the folder is staged and
+renamed into place only when complete (:func:`advsec.runio.atomic_run_dir`). Reading them back
+is :mod:`advsec.reporting.combos` (re-exported here).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,15 +20,10 @@ import torch
 from safetensors.torch import save_file
 
 from advsec.evaluation import Sweep, confusion
+from advsec.reporting.combos import TABLES, combo_dir, concat_frames, gather, read_combo
+from advsec.runio import atomic_run_dir
 
 __all__ = ["TABLES", "CombinationResult", "combo_dir", "gather", "read_combo", "write_combo"]
-
-TABLES = ("clean", "sweep", "worst", "per_class", "features", "checks")
-
-
-def combo_dir(stage: Path, key: str) -> Path:
-    """The folder of combination ``key``."""
-    return stage / "combos" / key
 
 
 @dataclass
@@ -63,6 +58,8 @@ class CombinationResult:
     ) -> None:
         """Record per-class recall, feature changes, confusion and the inputs at ``eps``."""
         pred_adv, pred_clean = sweep.pred_adv[eps], sweep.pred_clean
+        if pred_clean is None:
+            raise ValueError("the sweep kept no clean predictions (evaluate_attack scores them)")
         tags = {**meta, "threat": threat, "attack": attack, "eps": eps}
         for c, name in enumerate(self.classes):
             sel = y == c
@@ -100,50 +97,25 @@ class CombinationResult:
 
 
 def write_combo(stage: Path, key: str, res: CombinationResult) -> Path:
-    """Write ``res`` into ``combos/<key>/`` atomically (temp folder + rename)."""
+    """Write ``res`` into ``combos/<key>/`` of ``stage`` atomically, replacing an older one.
+
+    The folder is staged in ``combos/.<key>.partial`` (a leftover of a killed write is
+    discarded) and renamed into place with its ``DONE`` marker.
+    """
     final = combo_dir(stage, key)
-    tmp = final.with_name(f".{key}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    pd.DataFrame(res.clean).to_csv(tmp / "clean.csv", index=False)
-    _concat(res.sweep).to_csv(tmp / "sweep.csv", index=False)
-    _concat(res.worst).to_csv(tmp / "worst.csv", index=False)
-    pd.DataFrame(res.per_class).to_csv(tmp / "per_class.csv", index=False)
-    pd.DataFrame(res.features).to_csv(tmp / "features.csv", index=False)
-    pd.DataFrame(res.checks).to_csv(tmp / "checks.csv", index=False)
-    (tmp / "confusion.json").write_text(json.dumps(res.confusion))
-    if res.tensors:
-        save_file({k: v.contiguous() for k, v in res.tensors.items()},
-                  str(tmp / "adversarial.safetensors"))
-    meta = {"key": key, "classes": res.classes, "benign": res.benign, "seconds": res.seconds,
-            "adversarial": res.tensor_index}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    (tmp / "DONE").write_text("complete\n")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    with atomic_run_dir(final, force=True, persistent=True) as tmp:
+        pd.DataFrame(res.clean).to_csv(tmp / "clean.csv", index=False)
+        concat_frames(res.sweep).to_csv(tmp / "sweep.csv", index=False)
+        concat_frames(res.worst).to_csv(tmp / "worst.csv", index=False)
+        pd.DataFrame(res.per_class).to_csv(tmp / "per_class.csv", index=False)
+        pd.DataFrame(res.features).to_csv(tmp / "features.csv", index=False)
+        pd.DataFrame(res.checks).to_csv(tmp / "checks.csv", index=False)
+        (tmp / "confusion.json").write_text(json.dumps(res.confusion))
+        if res.tensors:
+            save_file({k: v.contiguous() for k, v in res.tensors.items()},
+                      str(tmp / "adversarial.safetensors"))
+        meta = {"key": key, "classes": res.classes, "benign": res.benign,
+                "seconds": res.seconds, "adversarial": res.tensor_index}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        (tmp / "DONE").write_text("complete\n")
     return final
-
-
-def read_combo(folder: Path, table: str) -> pd.DataFrame:
-    """One table of one finished combination (empty DataFrame if it has none)."""
-    path = folder / f"{table}.csv"
-    if not path.exists() or path.stat().st_size <= 1:
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-
-
-def gather(run_dir: Path) -> dict[str, Any]:
-    """All finished combinations' tables concatenated, plus confusion matrices and metadata."""
-    folders = sorted(p for p in (run_dir / "combos").glob("*") if (p / "DONE").exists())
-    out: dict[str, Any] = {t: _concat([read_combo(f, t) for f in folders]) for t in TABLES}
-    out["confusion"] = [c for f in folders for c in json.loads((f / "confusion.json").read_text())]
-    out["meta"] = [json.loads((f / "meta.json").read_text()) for f in folders]
-    return out
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if not f.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

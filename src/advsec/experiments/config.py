@@ -34,7 +34,17 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PydanticSchemaGenerationError,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from advsec.errors import ConfigError
 from advsec.experiments.tomlio import tomllib
@@ -110,30 +120,55 @@ class DetectorConfig(_Strict):
         return v
 
 
-class AttackConfig(_Strict):
-    """``[[attacks]]``: an attack from the registry and its parameters."""
+class AttackConfig(BaseModel):
+    """``[[attacks]]``: a registered attack and its constructor options.
+
+    ``attack`` names the attack (any registered name: ``advsec.attacks.ATTACKS``); every other
+    key except ``name`` is a keyword option of that attack's constructor, checked against its
+    signature (the allowed keys are listed on a mistake) and its types, then by the constructor
+    itself. The threat model's options (eps, feature space, evasion, seed, ...) come from
+    ``[threat]`` and ``[experiment]``, not from here.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     attack: str
     name: str | None = None
-    steps: int | None = Field(None, ge=1)
-    step_size: float | None = Field(None, gt=0)
-    rel_step_size: float | None = Field(None, gt=0)
-    random_start: bool | None = None
-    restarts: int | None = Field(None, ge=1)
-    loss: Literal["ce", "margin"] | None = None
-    decay: float | None = Field(None, ge=0)
-    norm: Literal["linf", "l2"] | None = None
-    queries: int | None = Field(None, ge=1)
-    p_init: float | None = Field(None, gt=0, le=1)
 
     @field_validator("attack")
     @classmethod
     def _known(cls, v: str) -> str:
-        from advsec.attacks import ATTACKS
+        from advsec.attacks.registry import attack_spec
 
-        if v.lower() not in ATTACKS:
-            raise ValueError(f"unknown attack {v!r}; known: {', '.join(sorted(ATTACKS))}")
-        return v.lower()
+        return attack_spec(v).name
+
+    @model_validator(mode="after")
+    def _options(self) -> AttackConfig:
+        from advsec.attacks.registry import attack_spec, make_attack
+
+        spec = attack_spec(self.attack)
+        allowed = spec.config_options()
+        extra = dict(self.model_extra or {})
+        for key, value in extra.items():
+            if key not in allowed:
+                raise PydanticCustomError(
+                    "unknown_option", "{key}: unknown key",
+                    {"key": key, "allowed": ["attack", "name", *sorted(allowed)]})
+            try:
+                extra[key] = TypeAdapter(allowed[key]).validate_python(value, strict=True)
+            except ValidationError as exc:
+                raise PydanticCustomError(
+                    "bad_option", "{key}: {msg}",
+                    {"key": key, "msg": exc.errors()[0]["msg"]}) from None
+            except PydanticSchemaGenerationError:  # an annotation pydantic cannot check
+                pass
+        if self.model_extra is not None:
+            self.model_extra.update(extra)
+        try:
+            make_attack(spec.name, **extra)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @property
     def label(self) -> str:
@@ -142,15 +177,15 @@ class AttackConfig(_Strict):
 
     def options(self) -> dict[str, Any]:
         """Constructor options for :func:`advsec.attacks.make_attack` (unset ones left out)."""
-        return self.model_dump(exclude={"attack", "name"}, exclude_none=True)
+        return {k: v for k, v in (self.model_extra or {}).items() if v is not None}
 
 
 class ThreatConfig(_Strict):
     """``[threat]``: the eps grid and what the attacker may do."""
 
     eps: list[float] = Field(default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1, 0.2])
-    constraints: list[Literal["box", "valid"]] = Field(default_factory=lambda: ["valid"],
-                                                       min_length=1)
+    constraints: list[Literal["box", "valid"]] = Field(
+        default_factory=lambda: ["valid"], min_length=1)  # type: ignore[arg-type]
     mode: Literal["all", "evasion"] = "all"
     figure_eps: float | None = None
 
@@ -171,7 +206,7 @@ class ThreatConfig(_Strict):
 class DefenseConfig(_Strict):
     """``[[defenses]]``: a hardening method applied to each MLP detector."""
 
-    method: Literal["data_augmentation", "pgd_at", "fast_at", "trades"]
+    method: str
     name: str | None = None
     attack: str = "fgsm"
     eps: float = Field(0.1, gt=0)
@@ -179,6 +214,23 @@ class DefenseConfig(_Strict):
     epochs: int = Field(10, ge=1)
     ratio: float = Field(1.0, gt=0)
     beta: float = Field(6.0, gt=0)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        from advsec.defenses import METHODS
+
+        key = v.lower().replace("-", "_")
+        if key not in METHODS:
+            raise ValueError(f"unknown defence {v!r}; known: {', '.join(METHODS)}")
+        return key
+
+    @field_validator("attack")
+    @classmethod
+    def _attack(cls, v: str) -> str:
+        from advsec.attacks.registry import attack_spec
+
+        return attack_spec(v).name
 
     @property
     def label(self) -> str:
@@ -238,7 +290,16 @@ def parse_config(text: str, *, source: str = "<config>") -> ExperimentConfig:
         where = _dotted(loc)
         line = _line_of(text, loc)
         at = f", line {line}" if line else ""
-        if err["type"] == "extra_forbidden":
+        if err["type"] in ("unknown_option", "bad_option"):
+            ctx = err.get("ctx") or {}
+            key_loc = (*loc, str(ctx.get("key")))
+            where, line = _dotted(key_loc), _line_of(text, key_loc)
+            at = f", line {line}" if line else ""
+            msg = f"{where}: unknown key" if err["type"] == "unknown_option" else (
+                f"{where}: {ctx.get('msg')}")
+            if err["type"] == "unknown_option":
+                msg += f" (allowed: {', '.join(ctx.get('allowed') or [])})"
+        elif err["type"] == "extra_forbidden":
             msg = f"{where}: unknown key"
             allowed = _allowed_keys(loc[:-1])
             if allowed:

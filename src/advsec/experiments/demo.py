@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from advsec.attacks import FGSM
 from advsec.datasets import load
 from advsec.evaluation import confusion, detection_metrics, evaluate_attack
-from advsec.experiments.rundir import atomic_run_dir, file_log
+from advsec.experiments.stages import ProgressFn, StageTimer
 from advsec.experiments.tomlio import dumps_toml
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
@@ -39,14 +38,13 @@ from advsec.reporting import (
     table_html,
 )
 from advsec.reporting.html import json_records, versions
+from advsec.runio import atomic_run_dir, run_log
 
 __all__ = ["DEFAULT_EPS", "DemoConfig", "DemoResult", "run_demo"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EPS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
-
-ProgressFn = Callable[[str, int, int], None]
 
 
 class DemoConfig(BaseModel):
@@ -110,6 +108,8 @@ class DemoResult:
 
 _STAGES = ("generate data", "fit feature space", "train detector", "FGSM sweep",
            "FGSM sweep (valid records)", "figures", "report and files")
+#: The key of each stage in ``metrics.json``'s ``seconds`` (the last one is not timed).
+_TIMING_KEYS = ("data", "features", "training", "fgsm", "fgsm_valid", "figures", None)
 
 
 def run_demo(
@@ -127,89 +127,68 @@ def run_demo(
     """
     cfg = config or DemoConfig()
     t_start = time.perf_counter()
-    report = progress or (lambda stage, k, n: None)
-    timings: dict[str, float] = {}
+    clock = StageTimer(_STAGES, progress=progress, keys=_TIMING_KEYS, logger=log)
+    timings = clock.seconds
 
-    def stage(i: int) -> None:
-        report(_STAGES[i], i, len(_STAGES))
-        log.info("stage %d/%d: %s", i + 1, len(_STAGES), _STAGES[i])
+    with atomic_run_dir(out, force=force) as tmp, run_log(tmp / "run.log"):
+        clock.start(0)
+        ds = load("synthetic", rows=cfg.rows, seed=cfg.seed,
+                  malicious_share=cfg.malicious_share, separation=cfg.separation,
+                  noise=cfg.noise, test_size=cfg.test_size)
 
-    with atomic_run_dir(out, force=force) as tmp:
-        handler = file_log(tmp / "run.log")
-        try:
-            t = time.perf_counter()
-            stage(0)
-            ds = load("synthetic", rows=cfg.rows, seed=cfg.seed,
-                      malicious_share=cfg.malicious_share, separation=cfg.separation,
-                      noise=cfg.noise, test_size=cfg.test_size)
-            timings["data"] = time.perf_counter() - t
+        clock.start(1)
+        space = FeatureSpace(ds.schema).fit(ds.train)
+        x_train, x_test = space.encode(ds.train), space.encode(ds.test)
 
-            t = time.perf_counter()
-            stage(1)
-            space = FeatureSpace(ds.schema).fit(ds.train)
-            x_train, x_test = space.encode(ds.train), space.encode(ds.test)
-            timings["features"] = time.perf_counter() - t
+        clock.start(2)
+        det = Detector(hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                       lr=cfg.lr, seed=cfg.seed, device=cfg.device)
+        det.fit(x_train, ds.labels("train"))
+        det.feature_space_ = space
+        classes = [str(c) for c in det.classes_]
+        benign = classes.index(ds.benign_label)
+        y_test = det.encode_labels(ds.labels("test")).numpy()
+        proba = det.predict_proba(x_test)
+        pred_clean = proba.argmax(1)
+        clean = detection_metrics(y_test, pred_clean, proba=proba, benign_class=benign)
 
-            t = time.perf_counter()
-            stage(2)
-            det = Detector(hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                           lr=cfg.lr, seed=cfg.seed, device=cfg.device)
-            det.fit(x_train, ds.labels("train"))
-            det.feature_space_ = space
-            classes = [str(c) for c in det.classes_]
-            benign = classes.index(ds.benign_label)
-            y_test = det.encode_labels(ds.labels("test")).numpy()
-            proba = det.predict_proba(x_test)
-            pred_clean = proba.argmax(1)
-            clean = detection_metrics(y_test, pred_clean, proba=proba, benign_class=benign)
-            timings["training"] = time.perf_counter() - t
+        clock.start(3)
+        plain = evaluate_attack(det, FGSM(seed=cfg.seed), x_test, y_test, eps=cfg.eps,
+                                name="fgsm", space=space, benign_class=benign)
+        clock.start(4)
+        valid = evaluate_attack(det, FGSM(feature_space=space, seed=cfg.seed), x_test, y_test,
+                                eps=cfg.eps, name="fgsm-valid", space=space,
+                                benign_class=benign)
+        sweep = pd.concat([plain.table, valid.table], ignore_index=True)
 
-            t = time.perf_counter()
-            stage(3)
-            plain = evaluate_attack(det, FGSM(seed=cfg.seed), x_test, y_test, eps=cfg.eps,
-                                    name="fgsm", space=space, benign_class=benign)
-            timings["fgsm"] = time.perf_counter() - t
-            t = time.perf_counter()
-            stage(4)
-            valid = evaluate_attack(det, FGSM(feature_space=space, seed=cfg.seed), x_test, y_test,
-                                    eps=cfg.eps, name="fgsm-valid", space=space,
-                                    benign_class=benign)
-            timings["fgsm_valid"] = time.perf_counter() - t
-            sweep = pd.concat([plain.table, valid.table], ignore_index=True)
+        clock.start(5)
+        fe = cfg.figure_eps()
+        figures = _figures(tmp, det, sweep, plain, x_test, y_test, classes, fe, cfg.seed,
+                           space)
 
-            t = time.perf_counter()
-            stage(5)
-            fe = cfg.figure_eps()
-            figures = _figures(tmp, det, sweep, plain, x_test, y_test, classes, fe, cfg.seed,
-                               space)
-            timings["figures"] = time.perf_counter() - t
-
-            stage(6)
-            sweep.to_csv(tmp / "sweep.csv", index=False)
-            det.save(tmp / "model", feature_space=space)
-            (tmp / "config.toml").write_text(
-                "# advsec demo configuration\n" + dumps_toml(cfg.model_dump(exclude_none=True)))
-            timings["total"] = time.perf_counter() - t_start
-            metrics = {
-                "study": "synthetic FGSM demo",
-                "seed": cfg.seed,
-                "classes": classes,
-                "rows": {"train": len(ds.train), "test": len(ds.test)},
-                "clean": clean,
-                "history": det.history_,
-                "sweep": json_records(sweep),
-                "figure_eps": fe,
-                "seconds": timings,
-                "versions": versions(),
-                "config": cfg.model_dump(),
-            }
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True))
-            html = _report_html(cfg, ds.notes, clean, sweep, figures, timings, classes, fe,
-                                len(ds.train), len(ds.test), space)
-            (tmp / "report.html").write_text(html, encoding="utf-8")
-        finally:
-            logging.getLogger("advsec").removeHandler(handler)
-            handler.close()
+        clock.start(6)
+        sweep.to_csv(tmp / "sweep.csv", index=False)
+        det.save(tmp / "model", feature_space=space)
+        (tmp / "config.toml").write_text(
+            "# advsec demo configuration\n" + dumps_toml(cfg.model_dump(exclude_none=True)))
+        timings["total"] = time.perf_counter() - t_start
+        metrics = {
+            "study": "synthetic FGSM demo",
+            "seed": cfg.seed,
+            "classes": classes,
+            "rows": {"train": len(ds.train), "test": len(ds.test)},
+            "clean": clean,
+            "history": det.history_,
+            "sweep": json_records(sweep),
+            "figure_eps": fe,
+            "seconds": timings,
+            "versions": versions(),
+            "config": cfg.model_dump(),
+        }
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True))
+        html = _report_html(cfg, ds.notes, clean, sweep, figures, timings, classes, fe,
+                            len(ds.train), len(ds.test), space)
+        (tmp / "report.html").write_text(html, encoding="utf-8")
     return DemoResult(Path(out).resolve(), sweep, clean, time.perf_counter() - t_start)
 
 
@@ -225,6 +204,7 @@ def _figures(
     seed: int,
     space: FeatureSpace,
 ) -> dict[str, Path]:
+    """Draw the robustness, confusion and projection figures into ``tmp``; their paths by name."""
     rob = save_figure(plot_robustness(
         sweep, title="Synthetic flows: FGSM against the MLP detector"), tmp / "robustness.png")
     m_clean = confusion(y_test, plain.pred_clean, len(classes))
@@ -261,6 +241,7 @@ def _report_html(
     n_test: int,
     space: FeatureSpace,
 ) -> str:
+    """The demo's report as one HTML string."""
     plain = sweep[sweep.attack == "fgsm"].set_index("eps")
     valid = sweep[sweep.attack == "fgsm-valid"].set_index("eps")
     cards = "".join(

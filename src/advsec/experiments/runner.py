@@ -2,16 +2,16 @@
 
 A *combination* is (seed, detector, defence). Each one trains (or loads) its detector, hardens it
 when a defence is configured, re-attacks it white-box with every attack under every threat model,
-and writes its tables into ``combos/<key>/`` of a staging folder beside the run directory, which
-is renamed into place once every combination and the report are complete. ``--resume`` reuses
-finished combinations from the staging folder, so a killed run loses at most the one in flight.
+and writes its tables into ``combos/<key>/`` of the persistent staging folder ``.NAME.partial``
+beside the run directory (:func:`advsec.runio.atomic_run_dir`), which is renamed into place once
+every combination and the report are complete. ``--resume`` reuses finished combinations from
+the staging folder, so a killed run loses at most the one in flight.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from advsec.attacks import make_attack
+from advsec.attacks import FixedInputs, make_attack
 from advsec.datasets import Dataset, load
 from advsec.errors import ConfigError
 from advsec.evaluation import attack_success_rate, detection_metrics, evaluate_attack
@@ -30,9 +30,9 @@ from advsec.experiments.artifacts import CombinationResult, combo_dir, write_com
 from advsec.experiments.baselines import fit_baseline
 from advsec.experiments.config import DefenseConfig, DetectorConfig, ExperimentConfig
 from advsec.experiments.hardening import harden
-from advsec.experiments.rundir import file_log
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
+from advsec.runio import atomic_run_dir, check_new_run_dir, run_log, staging_dir
 
 __all__ = ["Combination", "RunResult", "load_dataset", "plan", "run_experiment", "staging_dir"]
 
@@ -73,11 +73,6 @@ def plan(cfg: ExperimentConfig) -> list[Combination]:
     return [Combination(s, d, f) for s in cfg.experiment.seeds for d in mlps for f in defenses]
 
 
-def staging_dir(out: Path) -> Path:
-    """The hidden staging folder of run directory ``out``."""
-    return out.parent / f".{out.name}.partial"
-
-
 def run_experiment(
     cfg: ExperimentConfig,
     *,
@@ -97,62 +92,54 @@ def run_experiment(
     """
     t0 = time.perf_counter()
     out = Path(out).resolve()
-    stage = staging_dir(out)
     report = progress or (lambda s, k, n: None)
-    if out.exists() and not force:
-        raise ConfigError(f"{out}: run directory already exists (use --force to replace it)")
+    check_new_run_dir(out, force=force)
     from advsec.experiments.tracking import check_tracking
 
     check_tracking(cfg)
-    if stage.exists() and not resume:
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True, exist_ok=True)
-    _check_same_config(stage, cfg)
-    (stage / "config.toml").write_text(config_text or "# configuration given programmatically\n")
-    (stage / "config.json").write_text(cfg.model_dump_json(indent=2))
-    handler = file_log(stage / "run.log")
-    try:
-        combos = plan(cfg)
-        reused = 0
-        cache: dict[int, _Prepared] = {}
-        for k, combo in enumerate(combos):
-            target = combo_dir(stage, combo.key)
-            if (target / "DONE").exists():
-                reused += 1
-                log.info("combination %d/%d %s: already complete, skipped", k + 1, len(combos),
-                         combo.key)
-                report(f"{combo.key} (reused)", k + 1, len(combos))
-                continue
-            report(combo.key, k, len(combos))
-            log.info("combination %d/%d: %s", k + 1, len(combos), combo.key)
-            if combo.seed not in cache:
-                cache.clear()
-                cache[combo.seed] = _prepare(cfg, combo.seed)
-            result = _run_combination(cfg, combo, cache[combo.seed], stage)
-            write_combo(stage, combo.key, result)
-            report(combo.key, k + 1, len(combos))
-        report("report", len(combos), len(combos))
-        from advsec.reporting.run_report import build_run_report
+    combos = plan(cfg)
+    with atomic_run_dir(out, force=force, persistent=True, resume=resume) as stage:
+        _check_same_config(stage, cfg)
+        (stage / "config.toml").write_text(
+            config_text or "# configuration given programmatically\n")
+        (stage / "config.json").write_text(cfg.model_dump_json(indent=2))
+        with run_log(stage / "run.log"):
+            reused = _run_combinations(cfg, combos, stage, report)
+            report("report", len(combos), len(combos))
+            from advsec.reporting.run_report import build_run_report
 
-        build_run_report(stage)
-        _track(cfg, stage)
-    finally:
-        logging.getLogger("advsec").removeHandler(handler)
-        handler.close()
-    if out.exists():
-        old = out.parent / f".{out.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        stage.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        stage.rename(out)
+            build_run_report(stage)
+            _track(cfg, stage)
     return RunResult(out, len(combos), reused, time.perf_counter() - t0)
+
+
+def _run_combinations(cfg: ExperimentConfig, combos: list[Combination], stage: Path,
+                      report: ProgressFn) -> int:
+    """Run every combination not finished in ``stage`` yet; returns how many were reused."""
+    reused = 0
+    cache: dict[int, _Prepared] = {}
+    for k, combo in enumerate(combos):
+        if (combo_dir(stage, combo.key) / "DONE").exists():
+            reused += 1
+            log.info("combination %d/%d %s: already complete, skipped", k + 1, len(combos),
+                     combo.key)
+            report(f"{combo.key} (reused)", k + 1, len(combos))
+            continue
+        report(combo.key, k, len(combos))
+        log.info("combination %d/%d: %s", k + 1, len(combos), combo.key)
+        if combo.seed not in cache:
+            cache.clear()
+            cache[combo.seed] = _prepare(cfg, combo.seed)
+        result = _run_combination(cfg, combo, cache[combo.seed], stage)
+        write_combo(stage, combo.key, result)
+        report(combo.key, k + 1, len(combos))
+    return reused
 
 
 # ---------------------------------------------------------------------- data
 @dataclass
 class _Prepared:
+    """One seed's data: the dataset, its fitted FeatureSpace, encoded splits, evaluation rows."""
     ds: Dataset
     space: FeatureSpace
     x_train: np.ndarray
@@ -186,6 +173,7 @@ def load_dataset(cfg: ExperimentConfig, seed: int) -> Dataset:
 
 
 def _prepare(cfg: ExperimentConfig, seed: int) -> _Prepared:
+    """Load and encode the data of ``seed`` (training rows and evaluation subset sampled)."""
     ds = load_dataset(cfg, seed)
     rng = np.random.default_rng(seed)
     train = ds.train
@@ -205,6 +193,7 @@ def _prepare(cfg: ExperimentConfig, seed: int) -> _Prepared:
 
 # ---------------------------------------------------------------------- one combination
 def _train_mlp(d: DetectorConfig, seed: int, p: _Prepared, stage: Path) -> Detector:
+    """The MLP of detector ``d`` for ``seed``: loaded from ``stage/models`` or trained and saved."""
     path = stage / "models" / f"{d.name}-s{seed}"
     if path.with_suffix(".json").exists():
         return Detector.load(path)
@@ -219,6 +208,7 @@ def _train_mlp(d: DetectorConfig, seed: int, p: _Prepared, stage: Path) -> Detec
 def _run_combination(
     cfg: ExperimentConfig, combo: Combination, p: _Prepared, stage: Path
 ) -> CombinationResult:
+    """Train or load, harden, attack and score one combination; everything it measured."""
     t0 = time.perf_counter()
     base = _train_mlp(combo.detector, combo.seed, p, stage)
     det = base
@@ -289,26 +279,10 @@ def _transfer_from(
     crafted = attack.run(base, x, y, eps=cfg.threat.eps)
     rows = []
     for e, xa in zip(crafted.eps, crafted.x_adv, strict=True):
-        s = evaluate_attack(defended, _Fixed(xa), x, y, eps=[e], name=label, space=space,
+        s = evaluate_attack(defended, FixedInputs(xa), x, y, eps=[e], name=label, space=space,
                             benign_class=benign, keep_inputs=False)
         rows.append(s.table)
     return pd.concat(rows).assign(**meta, threat=threat, evaluation="transfer-from-undefended")
-
-
-class _Fixed:
-    """An "attack" that returns precomputed adversarial inputs (for transfer scoring)."""
-
-    name = "fixed"
-
-    def __init__(self, x_adv: torch.Tensor) -> None:
-        self.x_adv = x_adv
-
-    def run(self, model: Any, x: torch.Tensor, y: torch.Tensor, *, eps: list[float]) -> Any:
-        from advsec.attacks import AttackResult
-
-        return AttackResult(attack="fixed", eps=list(eps), x_adv=[self.x_adv for _ in eps],
-                            attacked=torch.ones(len(x), dtype=torch.bool), y=y, target=None,
-                            evasion=False, benign_class=0, seconds=0.0)
 
 
 def _baselines(
@@ -362,6 +336,7 @@ def _baselines(
 
 # ---------------------------------------------------------------------- housekeeping
 def _check_same_config(stage: Path, cfg: ExperimentConfig) -> None:
+    """Refuse to resume a staging folder whose finished combinations used another configuration."""
     previous = stage / "config.json"
     if (previous.exists() and any((stage / "combos").glob("*/DONE"))
             and json.loads(previous.read_text()) != json.loads(cfg.model_dump_json())):
@@ -370,6 +345,7 @@ def _check_same_config(stage: Path, cfg: ExperimentConfig) -> None:
 
 
 def _track(cfg: ExperimentConfig, stage: Path) -> None:
+    """Log the finished run to MLflow when ``[tracking] mlflow`` is on."""
     if not cfg.tracking.mlflow:
         return
     from advsec.experiments.tracking import log_to_mlflow

@@ -52,6 +52,7 @@ def log_to_mlflow(cfg: ExperimentConfig, run_dir: Path) -> None:
 
 
 def _flat(d: dict[str, Any], prefix: str = "", max_len: int = 250) -> dict[str, str]:
+    """``d`` flattened to dotted keys, values as strings cut to ``max_len`` (MLflow parameters)."""
     out: dict[str, str] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"

@@ -22,12 +22,15 @@ bit for bit. Two things make records exact where it matters:
 - ``decode(x, reference=raw)`` returns the reference's raw value for every feature whose model
   columns equal ``encode(raw)`` exactly, so features an attack did not touch keep their original
   values; ``decode(encode(raw), reference=raw)`` equals ``raw``.
+
+The class is a thin front: :mod:`~advsec.features.codec` encodes and decodes,
+:mod:`~advsec.features.validation` checks raw records, :mod:`~advsec.features.torch_view` holds
+the per-column tensors and :mod:`~advsec.features.repair` the compiled repair.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,45 +38,29 @@ import pandas as pd
 import torch
 
 from advsec.errors import DataError, SchemaError
-from advsec.features.constraints import VIOLATION_EPS, Relation, relations_from_schema
-from advsec.features.repair_plan import RepairPlan
+from advsec.features.codec import (
+    OTHER,
+    decimals,
+    decode_array,
+    encode_table,
+    forward,
+    labels,
+    numeric_values,
+)
+from advsec.features.constraints import Relation, relations_from_schema
+from advsec.features.repair.plan import RepairPlan
+from advsec.features.repair.reference import repair_reference
 from advsec.features.schema import Feature, FeatureKind, FeatureSchema
+from advsec.features.torch_view import (
+    NumericView,
+    TorchView,
+    build_torch_view,
+    numeric_view,
+    raw_from_model,
+)
+from advsec.features.validation import validate_table
 
 __all__ = ["OTHER", "FeatureSpace", "TorchView"]
-
-OTHER = "<other>"
-_MAX_DECIMALS = 9
-
-
-@dataclass(frozen=True)
-class TorchView:
-    """Per-column tensors of a fitted space on one device; every tensor has shape ``(D,)``.
-
-    Attributes:
-        lower, upper: model-space bounds of the valid region (float32).
-        mutable: True where the attacker may change the column.
-        numeric: True for numeric columns (False inside one-hot blocks).
-        integer: True for integer and binary columns (repaired by rounding in raw units).
-        log1p: True for columns scaled after ``log1p``.
-        lo, span: the scaling: ``encoded = (t(raw) - lo) / span`` (float64, for repair).
-        raw_lower, raw_upper: physical bounds in raw units (float64, +-inf when unbounded).
-        round_scale: ``10**decimals`` for continuous columns rounded on decode, 0 otherwise
-            (float64).
-        blocks: ``(start, stop)`` of every one-hot block.
-    """
-
-    lower: torch.Tensor
-    upper: torch.Tensor
-    mutable: torch.Tensor
-    numeric: torch.Tensor
-    integer: torch.Tensor
-    log1p: torch.Tensor
-    lo: torch.Tensor
-    span: torch.Tensor
-    raw_lower: torch.Tensor
-    raw_upper: torch.Tensor
-    round_scale: torch.Tensor
-    blocks: tuple[tuple[int, int], ...]
 
 
 class FeatureSpace:
@@ -122,17 +109,17 @@ class FeatureSpace:
                 if f.categories is not None:
                     cats = tuple(f.categories)
                 else:
-                    seen = pd.unique(_labels(raw[f.name]).dropna())
+                    seen = pd.unique(labels(raw[f.name]).dropna())
                     cats = tuple(sorted(str(c) for c in seen if str(c) != OTHER))
                 self.categories_[f.name] = cats
                 continue
-            values = self._numeric(raw, f)
+            values = numeric_values(raw, f)
             if f.lower is not None or f.upper is not None:  # as encode does
                 values = np.clip(values, f.lower if f.lower is not None else -np.inf,
                                  f.upper if f.upper is not None else np.inf)
-            t = _forward(values, f.transform)
-            lo = _forward(np.array([f.lower]), f.transform)[0] if f.lower is not None else None
-            hi = _forward(np.array([f.upper]), f.transform)[0] if f.upper is not None else None
+            t = forward(values, f.transform)
+            lo = forward(np.array([f.lower]), f.transform)[0] if f.lower is not None else None
+            hi = forward(np.array([f.upper]), f.transform)[0] if f.upper is not None else None
             lo = float(np.min(t)) if lo is None else float(lo)
             hi = float(np.max(t)) if hi is None else float(hi)
             if not math.isfinite(lo) or not math.isfinite(hi):
@@ -140,9 +127,9 @@ class FeatureSpace:
             self.lo_[f.name] = lo
             self.span_[f.name] = hi - lo if hi > lo else 1.0
             if f.kind is FeatureKind.CONTINUOUS:
-                decimals = _decimals(values)
-                if decimals is not None:
-                    self.decimals_[f.name] = decimals
+                places = decimals(values)
+                if places is not None:
+                    self.decimals_[f.name] = places
         self._build_layout()
         return self
 
@@ -162,7 +149,7 @@ class FeatureSpace:
         index = {name: k for k, name in enumerate(self.numeric_features_)}
         self.relations_ = [rel.bind(index) for rel in self._relations]
         self._views = {}
-        self._num_views: dict[str, _NumericView] = {}
+        self._num_views: dict[str, NumericView] = {}
         self._repair_plans: dict[str, RepairPlan] = {}
 
     @property
@@ -190,25 +177,7 @@ class FeatureSpace:
         """
         self._check_fitted()
         self._check_columns(raw)
-        n = len(raw)
-        out = np.zeros((len(self.columns_), n), dtype=np.float32)  # filled row by row, then .T
-        rows = np.arange(n)
-        for f, a, _ in self.blocks_:
-            if f.kind is FeatureKind.CATEGORICAL:
-                cats = self.categories_[f.name]
-                codes, uniques = pd.factorize(_labels(raw[f.name]))
-                slot = pd.Index(cats, dtype=object).get_indexer(np.asarray(uniques, dtype=object))
-                slot = np.append(np.where(slot < 0, len(cats), slot), len(cats))  # -1: missing
-                out[a + slot[codes], rows] = 1.0
-            else:
-                values = self._numeric(raw, f)
-                if f.lower is not None or f.upper is not None:
-                    lower = f.lower if f.lower is not None else -np.inf
-                    upper = f.upper if f.upper is not None else np.inf
-                    values = np.clip(values, lower, upper)
-                scaled = (_forward(values, f.transform) - self.lo_[f.name]) / self.span_[f.name]
-                out[a] = np.clip(scaled, 0.0, 1.0)
-        return np.ascontiguousarray(out.T)
+        return encode_table(self, raw)
 
     def decode(
         self, x: np.ndarray | torch.Tensor, *, reference: pd.DataFrame | None = None
@@ -227,112 +196,16 @@ class FeatureSpace:
                 the reference's value, so untouched features keep their original raw values.
         """
         self._check_fitted()
-        arr = x.detach().to("cpu").numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        if arr.ndim != 2 or arr.shape[1] != len(self.columns_):
-            raise DataError(
-                f"decode expects an array of shape (N, {len(self.columns_)}), got {arr.shape}"
-            )
-        n = arr.shape[0]
-        same: np.ndarray | None = None
-        if reference is not None:
-            if len(reference) != n:
-                raise DataError(f"decode: reference has {len(reference)} rows, x has {n}")
-            same = self.encode(reference) == arr.astype(np.float32, copy=False)
-        data: dict[str, Any] = {}
-        for f, a, b in self.blocks_:
-            if f.kind is FeatureKind.CATEGORICAL:
-                labels = pd.array([*self.categories_[f.name], OTHER], dtype="string")
-                values = labels[np.argmax(arr[:, a:b], axis=1)]
-                if same is not None and reference is not None:
-                    keep = same[:, a:b].all(axis=1)
-                    if keep.all():
-                        values = pd.array(_labels(reference[f.name]), dtype="string")
-                    elif keep.any():
-                        values = pd.array(np.where(
-                            keep, _labels(reference[f.name]).to_numpy(dtype=object),
-                            values.to_numpy(dtype=object)), dtype="string")
-                data[f.name] = values
-                continue
-            col = self._decode_numeric(arr[:, a], f)
-            if same is not None and reference is not None:
-                ref = reference[f.name].to_numpy(dtype=np.float64, na_value=np.nan) if (
-                    pd.api.types.is_numeric_dtype(reference[f.name])) else pd.to_numeric(
-                    reference[f.name], errors="coerce").to_numpy(dtype=np.float64,
-                                                                 na_value=np.nan)
-                col = np.where(same[:, a], ref, col)
-            if f.kind is FeatureKind.CONTINUOUS or not np.all(np.isfinite(col)):
-                data[f.name] = col.astype(np.float64, copy=False)
-            else:
-                data[f.name] = col.astype(np.int64)
-        index = reference.index if reference is not None else None
-        return pd.DataFrame(data, index=index)
-
-    def _decode_numeric(self, column: np.ndarray, f: Feature) -> np.ndarray:
-        """One numeric model column ``(N,)`` -> float64 raw values, rounded as ``_quantize``
-        rounds (NumPy twin of the torch path used by :meth:`repair`)."""
-        t = np.clip(column.astype(np.float64), 0.0, 1.0) * self.span_[f.name] + self.lo_[f.name]
-        values = np.expm1(t) if f.transform == "log1p" else t
-        if f.lower is not None or f.upper is not None:
-            values = np.clip(values, f.lower if f.lower is not None else -np.inf,
-                             f.upper if f.upper is not None else np.inf)
-        if f.kind is not FeatureKind.CONTINUOUS:
-            return np.floor(values + 0.5)
-        if f.name in self.decimals_:
-            scale = 10.0 ** self.decimals_[f.name]
-            return np.round(values * scale) / scale
-        return values
+        return decode_array(self, x, reference)
 
     # ------------------------------------------------------------------ valid region (torch)
     def torch_view(self, device: torch.device | str = "cpu") -> TorchView:
         """The per-column tensors on ``device`` (cached per device)."""
         self._check_fitted()
         key = str(torch.device(device))
-        if key in self._views:
-            return self._views[key]
-        d = len(self.columns_)
-        mutable = torch.zeros(d, dtype=torch.bool)
-        numeric = torch.zeros(d, dtype=torch.bool)
-        integer = torch.zeros(d, dtype=torch.bool)
-        log1p = torch.zeros(d, dtype=torch.bool)
-        lo = torch.zeros(d, dtype=torch.float64)
-        span = torch.ones(d, dtype=torch.float64)
-        raw_lower = torch.full((d,), -math.inf, dtype=torch.float64)
-        raw_upper = torch.full((d,), math.inf, dtype=torch.float64)
-        round_scale = torch.zeros(d, dtype=torch.float64)
-        cat_blocks: list[tuple[int, int]] = []
-        for f, a, b in self.blocks_:
-            mutable[a:b] = f.mutable
-            if f.kind is FeatureKind.CATEGORICAL:
-                cat_blocks.append((a, b))
-                continue
-            numeric[a] = True
-            integer[a] = f.kind in (FeatureKind.INTEGER, FeatureKind.BINARY)
-            log1p[a] = f.transform == "log1p"
-            lo[a] = self.lo_[f.name]
-            span[a] = self.span_[f.name]
-            if f.lower is not None:
-                raw_lower[a] = f.lower
-            if f.upper is not None:
-                raw_upper[a] = f.upper
-            if f.name in self.decimals_:
-                round_scale[a] = 10.0 ** self.decimals_[f.name]
-        dev = torch.device(device)
-        view = TorchView(
-            lower=torch.zeros(d, dtype=torch.float32, device=dev),
-            upper=torch.ones(d, dtype=torch.float32, device=dev),
-            mutable=mutable.to(dev),
-            numeric=numeric.to(dev),
-            integer=integer.to(dev),
-            log1p=log1p.to(dev),
-            lo=lo.to(dev),
-            span=span.to(dev),
-            raw_lower=raw_lower.to(dev),
-            raw_upper=raw_upper.to(dev),
-            round_scale=round_scale.to(dev),
-            blocks=tuple(cat_blocks),
-        )
-        self._views[key] = view
-        return view
+        if key not in self._views:
+            self._views[key] = build_torch_view(self, device)
+        return self._views[key]
 
     def project(self, x: torch.Tensor, x_orig: torch.Tensor) -> torch.Tensor:
         """Put ``x`` ``(N, D)`` back into the valid region, relaxed (cheap; used every step).
@@ -382,51 +255,7 @@ class FeatureSpace:
     def repair_reference(self, x: torch.Tensor, x_orig: torch.Tensor) -> torch.Tensor:
         """:meth:`repair` step by step, one :meth:`Relation.repair` call per relation (twice,
         in schema order): slow, kept as the reference the compiled path is tested against."""
-        v = self.torch_view(x.device)
-        nv = self._numeric_view(x.device)
-        x = self.project(x, x_orig)
-        for a, b in v.blocks:
-            block = x[:, a:b]
-            onehot = torch.nn.functional.one_hot(block.argmax(dim=1), b - a).to(x.dtype)
-            x = torch.cat([x[:, :a], onehot, x[:, b:]], dim=1)
-        untouched = x == x_orig
-        if not len(self.numeric_features_):
-            return torch.where(untouched, x_orig, x)
-        raw0 = _quantize(_raw_from_model(x[:, nv.idx], nv), nv)
-        raw = raw0
-        if self.relations_:
-            for _ in range(2):
-                for rel in self.relations_:
-                    raw = rel.repair(raw, nv.mutable)
-            raw = _quantize(raw, nv)
-            untouched[:, nv.idx] &= raw == raw0
-        x = x.clone()
-        x[:, nv.idx] = _model_from_raw(raw, nv).to(x.dtype)
-        x = torch.where(untouched, x_orig, x)
-        if self.relations_:
-            x = self._revert_violations(x, x_orig, nv)
-        return x
-
-    def _revert_violations(
-        self, x: torch.Tensor, x_orig: torch.Tensor, nv: _NumericView
-    ) -> torch.Tensor:
-        masks = []
-        for rel in self.relations_:
-            mask = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
-            mask[nv.idx[rel.columns()]] = True
-            masks.append(mask)
-        for _ in range(len(self.relations_) + 1):
-            raw = _quantize(_raw_from_model(x[:, nv.idx], nv), nv)
-            changed = False
-            for rel, mask in zip(self.relations_, masks, strict=True):
-                bad = rel.violation(raw) > VIOLATION_EPS
-                revert = bad[:, None] & mask[None, :] & (x != x_orig)
-                if bool(revert.any()):
-                    x = torch.where(revert, x_orig, x)
-                    changed = True
-            if not changed:
-                break
-        return x
+        return repair_reference(self, x, x_orig, self._numeric_view(x.device))
 
     def to_raw(self, x: torch.Tensor) -> torch.Tensor:
         """Raw values (physical units, float64, un-rounded) of the numeric features of ``x``.
@@ -436,7 +265,7 @@ class FeatureSpace:
         """
         self._check_fitted()
         nv = self._numeric_view(x.device)
-        return _raw_from_model(x[:, nv.idx], nv)
+        return raw_from_model(x[:, nv.idx], nv)
 
     def relation_violation(self, x: torch.Tensor) -> torch.Tensor:
         """``(N,)`` total relation violation of model inputs ``x`` ``(N, D)``, in raw units.
@@ -463,51 +292,18 @@ class FeatureSpace:
         """
         self._check_fitted()
         self._check_columns(raw)
-        n = len(raw)
-        checks: dict[str, np.ndarray] = {}
-        mat = np.zeros((len(self.numeric_features_), n), dtype=np.float64)  # used as mat.T
-        for k, name in enumerate(self.numeric_features_):
-            f = self.schema[name]
-            col = raw[name]
-            if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-                values = col.to_numpy(dtype=np.float64, na_value=np.nan)
-            else:
-                values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64,
-                                                                      na_value=np.nan)
-            finite = np.isfinite(values)
-            bad = ~finite
-            with np.errstate(invalid="ignore"):
-                if f.lower is not None:
-                    bad |= values < f.lower
-                if f.upper is not None:
-                    bad |= values > f.upper
-                if f.kind is not FeatureKind.CONTINUOUS:
-                    bad |= np.floor(values) != values
-            checks[f"bound:{name}"] = bad
-            mat[k] = np.where(finite, values, 0.0)
-        if self.relations_:
-            tensor = torch.from_numpy(mat).T
-            for rel in self.relations_:
-                checks[f"relation:{rel.name}"] = (rel.violation(tensor) > VIOLATION_EPS).numpy()
-        return pd.DataFrame(checks, index=raw.index)
+        return validate_table(self, raw)
 
     def valid_mask(self, raw: pd.DataFrame) -> np.ndarray:
         """Boolean ``(N,)``: True where the raw record passes every check of :meth:`validate`."""
         checks = self.validate(raw)
         return ~checks.to_numpy(dtype=bool).any(axis=1)
 
-    def _numeric_view(self, device: torch.device | str) -> _NumericView:
+    def _numeric_view(self, device: torch.device | str) -> NumericView:
+        """The numeric columns of :meth:`torch_view` on ``device`` (cached per device)."""
         key = str(torch.device(device))
         if key not in self._num_views:
-            v = self.torch_view(device)
-            idx = torch.nonzero(v.numeric.cpu(), as_tuple=False).flatten()
-            dev_idx = idx.to(v.numeric.device)
-            self._num_views[key] = _NumericView(
-                idx=dev_idx, idx_np=idx.numpy(), lo=v.lo[dev_idx], span=v.span[dev_idx],
-                log1p=v.log1p[dev_idx], integer=v.integer[dev_idx],
-                raw_lower=v.raw_lower[dev_idx], raw_upper=v.raw_upper[dev_idx],
-                round_scale=v.round_scale[dev_idx], mutable=v.mutable[dev_idx],
-            )
+            self._num_views[key] = numeric_view(self.torch_view(device))
         return self._num_views[key]
 
     # ------------------------------------------------------------------ serialisation
@@ -545,84 +341,6 @@ class FeatureSpace:
         if missing:
             raise DataError(f"table is missing feature column(s) {missing}")
 
-    @staticmethod
-    def _numeric(raw: pd.DataFrame, f: Feature) -> np.ndarray:
-        col = raw[f.name]
-        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-            values = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64,
-                                                                  na_value=np.nan)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"column {f.name!r}, row {row}: expected a finite number, got {col.iloc[row]!r}"
-            )
-        return values
-
     def __repr__(self) -> str:
         fitted = f", D={len(self.columns_)}" if hasattr(self, "columns_") else ", unfitted"
         return f"FeatureSpace({len(self.schema)} features{fitted})"
-
-
-@dataclass(frozen=True)
-class _NumericView:
-    """The numeric columns of a :class:`TorchView`: indices and ``(K,)`` parameters."""
-
-    idx: torch.Tensor
-    idx_np: np.ndarray
-    lo: torch.Tensor
-    span: torch.Tensor
-    log1p: torch.Tensor
-    integer: torch.Tensor
-    raw_lower: torch.Tensor
-    raw_upper: torch.Tensor
-    round_scale: torch.Tensor
-    mutable: torch.Tensor
-
-
-def _raw_from_model(xn: torch.Tensor, nv: _NumericView) -> torch.Tensor:
-    """Numeric model columns ``(N, K)`` -> float64 raw values (clipped to the unit box first)."""
-    t = torch.clamp(xn.to(torch.float64), 0.0, 1.0) * nv.span + nv.lo
-    return torch.where(nv.log1p, torch.expm1(t), t)
-
-
-def _model_from_raw(raw: torch.Tensor, nv: _NumericView) -> torch.Tensor:
-    """float64 raw values ``(N, K)`` -> model values in [0, 1] (float64)."""
-    t = torch.where(nv.log1p, torch.log1p(torch.clamp(raw, min=0.0)), raw)
-    return torch.clamp((t - nv.lo) / nv.span, 0.0, 1.0)
-
-
-def _quantize(raw: torch.Tensor, nv: _NumericView) -> torch.Tensor:
-    """Clip raw values ``(N, K)`` to their bounds and round them as ``decode`` does: integers
-    half up, continuous values to their learned decimals."""
-    out = torch.clamp(raw, nv.raw_lower, nv.raw_upper)
-    out = torch.where(nv.integer, torch.floor(out + 0.5), out)
-    has = nv.round_scale > 0
-    scale = torch.where(has, nv.round_scale, torch.ones_like(nv.round_scale))
-    return torch.where(has, torch.round(out * scale) / scale, out)
-
-
-def _labels(col: pd.Series) -> pd.Series:
-    """A categorical column as strings (missing values stay missing)."""
-    if pd.api.types.is_string_dtype(col.dtype) or isinstance(col.dtype, pd.CategoricalDtype):
-        return col
-    return col.astype("string")
-
-
-def _forward(values: np.ndarray, transform: str) -> np.ndarray:
-    return np.log1p(values) if transform == "log1p" else values
-
-
-def _decimals(values: np.ndarray) -> int | None:
-    """The fewest decimals (0..9) that represent every value exactly, or None."""
-    uniq = pd.unique(values)
-    top = float(np.max(np.abs(uniq))) if len(uniq) else 0.0
-    for d in range(_MAX_DECIMALS + 1):
-        scale = 10.0**d
-        if top * scale >= 2.0**52:
-            return None
-        if np.array_equal(np.round(uniq * scale) / scale, uniq):
-            return d
-    return None

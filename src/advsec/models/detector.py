@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ from torch import nn
 from advsec.errors import DataError
 from advsec.models.inference import batched_logits
 from advsec.models.mlp import MLP
+
+if TYPE_CHECKING:
+    from advsec.features.space import FeatureSpace
 
 __all__ = ["Detector", "as_labels", "resolve_device"]
 
@@ -66,6 +69,14 @@ class Detector:
         >>> det.score(x_test, y_test)
         0.98...
     """
+
+    # learned state (set by fit, or by load)
+    classes_: np.ndarray
+    n_features_in_: int
+    module_: MLP
+    history_: list[dict[str, float]]
+    device_: torch.device
+    feature_space_: FeatureSpace | None
 
     def __init__(
         self,

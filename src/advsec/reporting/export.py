@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +10,8 @@ from safetensors.torch import load_file
 
 from advsec.errors import ConfigError, DataError
 from advsec.features.space import FeatureSpace
+from advsec.reporting.combos import finished_combos
+from advsec.runio import atomic_file
 
 __all__ = ["export_adversarial", "load_adversarial"]
 
@@ -24,7 +25,7 @@ def load_adversarial(run_dir: str | Path) -> pd.DataFrame:
     in their original units as decoded by the run's FeatureSpace.
     """
     run = Path(run_dir)
-    folders = sorted(p for p in (run / "combos").glob("*") if (p / "DONE").exists())
+    folders = finished_combos(run)
     if not folders:
         raise DataError(f"{run}: not an advsec run directory with finished combinations")
     frames = []
@@ -68,10 +69,9 @@ def export_adversarial(run_dir: str | Path, *, fmt: str = "csv",
     table = load_adversarial(run_dir)
     path = Path(out) if out else Path(run_dir) / f"adversarial.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if fmt == "csv":
-        table.to_csv(tmp, index=False)
-    else:
-        table.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        if fmt == "csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_parquet(tmp, index=False)
     return path

@@ -135,4 +135,5 @@ def render_report(
 
 
 def _slug(text: str) -> str:
+    """``text`` as an HTML anchor."""
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -15,9 +16,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
-__all__ = ["plot_confusions", "plot_projection", "plot_robustness", "save_figure"]
+from advsec.runio import atomic_file
 
-_STYLE = {
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+__all__ = ["STYLE", "plot_confusions", "plot_projection", "plot_robustness", "save_figure"]
+
+#: matplotlib settings of every report figure (``with plt.rc_context(STYLE): ...``).
+STYLE: dict[RcKeyType, Any] = {
     "figure.dpi": 110,
     "axes.grid": True,
     "grid.alpha": 0.3,
@@ -28,17 +35,21 @@ _STYLE = {
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as PNG to ``path`` and close it."""
+    """Write ``fig`` as PNG to ``path`` (atomically: a rebuilt report never leaves a truncated
+    figure) and close it."""
     path = Path(path)
-    fig.savefig(path, format="png", bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 
 def plot_robustness(table: pd.DataFrame, *, title: str = "Robustness vs perturbation budget",
                     eps_unit: str = "fraction of feature range") -> Figure:
     """Accuracy and detection rate vs eps, one line per attack (a sweep table as input)."""
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
         for attack, group in table.groupby("attack", sort=False):
             g = group.sort_values("eps")
@@ -59,7 +70,7 @@ def plot_confusions(
     matrices: Sequence[np.ndarray], titles: Sequence[str], classes: Sequence[str]
 ) -> Figure:
     """Confusion matrices side by side (rows: true class, columns: predicted), counts and %."""
-    with plt.rc_context({**_STYLE, "axes.grid": False}):
+    with plt.rc_context({**STYLE, "axes.grid": False}):
         fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 3.8))
         axes = np.atleast_1d(axes)
         for ax, m, title in zip(axes, matrices, titles, strict=True):
@@ -121,7 +132,7 @@ def plot_projection(
     regions = predict(np.clip(grid, 0.0, 1.0)).reshape(gx.shape)
     cmap = plt.get_cmap("coolwarm" if len(classes) == 2 else "tab10")
     colors = [cmap(i / max(len(classes) - 1, 1)) for i in range(len(classes))]
-    with plt.rc_context({**_STYLE, "axes.grid": False}):
+    with plt.rc_context({**STYLE, "axes.grid": False}):
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharex=True, sharey=True)
         for ax, pts, pred, title in (
             (axes[0], p_clean, pred_clean, "clean test records"),

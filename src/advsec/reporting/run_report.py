@@ -7,7 +7,6 @@ cost (clean accuracy and false positives after hardening, seconds per attack).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from advsec.errors import DataError
-from advsec.experiments.artifacts import gather
+from advsec.reporting.combos import gather
 from advsec.reporting.html import (
     Section,
     figure_html,
@@ -26,7 +25,8 @@ from advsec.reporting.html import (
     table_html,
     versions,
 )
-from advsec.reporting.plots import _STYLE, plot_confusions, save_figure
+from advsec.reporting.plots import STYLE, plot_confusions, save_figure
+from advsec.runio import atomic_file, write_text
 
 __all__ = ["build_run_report"]
 
@@ -43,8 +43,9 @@ def build_run_report(run_dir: str | Path) -> Path:
     if sweep.empty:
         raise DataError(f"{run}: the run has no finished combination to report")
     cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
-    _atomic_csv(sweep, run / "sweep.csv")
-    _atomic_csv(worst, run / "worst_case.csv")
+    for table, name in ((sweep, "sweep.csv"), (worst, "worst_case.csv")):
+        with atomic_file(run / name) as tmp:
+            table.to_csv(tmp, index=False)
     adaptive = sweep[sweep.evaluation == "adaptive"]
     fe = _figure_eps(cfg, adaptive)
     figs = run / "figures"
@@ -68,19 +69,20 @@ def build_run_report(run_dir: str | Path) -> Path:
         "strongest_attack": json_records(_strongest(adaptive)),
         "versions": versions(),
     }
-    _atomic_text(json.dumps(metrics, indent=2), run / "metrics.json")
+    write_text(run / "metrics.json", json.dumps(metrics, indent=2))
     title = f"advsec — {cfg.get('experiment', {}).get('name', run.name)}"
     seeds = ", ".join(str(s) for s in sorted(clean["seed"].unique())) if "seed" in clean else ""
     html = render_report(title, [s for s in sections if s is not None],
                          subtitle=f"dataset {cfg.get('data', {}).get('dataset', '?')} · "
                                   f"seeds {seeds}")
-    _atomic_text(html, run / "report.html")
+    write_text(run / "report.html", html)
     return run / "report.html"
 
 
 # ---------------------------------------------------------------------- sections
 def _summary(cfg: dict[str, Any], clean: pd.DataFrame, sweep: pd.DataFrame,
              worst: pd.DataFrame, fe: float) -> Section:
+    """Headline cards, the strongest attack, worst-case and clean tables."""
     body = []
     mlp_clean = clean.groupby(["detector", "defense"], sort=False)[
         ["accuracy", "detection_rate", "fpr", "f1"]].mean().reset_index()
@@ -125,10 +127,11 @@ def _summary(cfg: dict[str, Any], clean: pd.DataFrame, sweep: pd.DataFrame,
 
 
 def _curves(sweep: pd.DataFrame, worst: pd.DataFrame, figs: Path) -> Section:
+    """Accuracy and detection rate against eps per detector and threat model (figures)."""
     body = []
     for (det, threat), g in sweep.groupby(["detector", "threat"], sort=False):
         defenses = list(dict.fromkeys(g.defense))
-        with plt.rc_context(_STYLE):
+        with plt.rc_context(STYLE):
             fig, axes = plt.subplots(2, len(defenses), figsize=(max(4.6 * len(defenses), 7), 7),
                                      sharex=True, sharey=True, squeeze=False)
             for j, dfn in enumerate(defenses):
@@ -159,6 +162,7 @@ def _curves(sweep: pd.DataFrame, worst: pd.DataFrame, figs: Path) -> Section:
 
 
 def _threats(sweep: pd.DataFrame, fe: float) -> Section | None:
+    """Box against valid-record attacks at the figure eps (None with one threat model)."""
     if sweep.threat.nunique() < 2:
         return None
     s = sweep[np.isclose(sweep.eps, fe)].groupby(["detector", "defense", "attack", "threat"],
@@ -176,6 +180,7 @@ def _threats(sweep: pd.DataFrame, fe: float) -> Section | None:
 
 def _confusions(conf: list[dict[str, Any]], sweep: pd.DataFrame, fe: float,
                 figs: Path) -> Section | None:
+    """Confusion matrices, clean and under the strongest attack (None without any)."""
     if not conf:
         return None
     strongest = _strongest(sweep)
@@ -203,6 +208,7 @@ def _confusions(conf: list[dict[str, Any]], sweep: pd.DataFrame, fe: float,
 
 def _per_class(per_class: pd.DataFrame, sweep: pd.DataFrame, fe: float,
                figs: Path) -> Section | None:
+    """Recall per true class, clean and under the strongest attack (None without data)."""
     if per_class.empty:
         return None
     strongest = _strongest(sweep)
@@ -216,7 +222,7 @@ def _per_class(per_class: pd.DataFrame, sweep: pd.DataFrame, fe: float,
     body = []
     if not first.empty:
         threats = list(dict.fromkeys(first.threat))
-        with plt.rc_context(_STYLE):
+        with plt.rc_context(STYLE):
             fig, axes = plt.subplots(1, len(threats), figsize=(5.5 * len(threats), 3.8),
                                      squeeze=False)
             for ax, threat in zip(axes[0], threats, strict=True):
@@ -240,6 +246,7 @@ def _per_class(per_class: pd.DataFrame, sweep: pd.DataFrame, fe: float,
 
 def _features(features: pd.DataFrame, sweep: pd.DataFrame, fe: float,
               figs: Path) -> Section | None:
+    """Which features the strongest attacks change (None without data)."""
     if features.empty:
         return None
     strongest = _strongest(sweep)
@@ -252,7 +259,7 @@ def _features(features: pd.DataFrame, sweep: pd.DataFrame, fe: float,
         ["mean_abs_change", "share_changed"]].mean().reset_index()
     body = []
     threats = list(dict.fromkeys(t.threat))
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(threats), figsize=(5.5 * len(threats), 5), squeeze=False)
         for ax, threat in zip(axes[0], threats, strict=True):
             g = t[t.threat == threat].sort_values("share_changed").tail(15)
@@ -274,6 +281,7 @@ def _features(features: pd.DataFrame, sweep: pd.DataFrame, fe: float,
 
 
 def _transfer(sweep: pd.DataFrame, fe: float) -> Section | None:
+    """Transfer evaluations beside the adaptive ones (None without any)."""
     other = sweep[(sweep.evaluation != "adaptive") & np.isclose(sweep.eps, fe)]
     if other.empty:
         return None
@@ -293,6 +301,7 @@ def _transfer(sweep: pd.DataFrame, fe: float) -> Section | None:
 
 
 def _flags(sweep: pd.DataFrame, model_checks: pd.DataFrame) -> Section:
+    """Red-flag checks of the sweeps and of the models."""
     from advsec.evaluation.checks import check_sweep
 
     rows = []
@@ -319,6 +328,7 @@ def _flags(sweep: pd.DataFrame, model_checks: pd.DataFrame) -> Section:
 
 
 def _setup(cfg: dict[str, Any], run: Path, meta: list[dict[str, Any]]) -> Section:
+    """Seconds per combination, the configuration and the library versions."""
     toml = (run / "config.toml").read_text() if (run / "config.toml").exists() else ""
     secs = {m["key"]: f"{m['seconds']:.1f}" for m in meta}
     return Section("Configuration, cost and environment", [
@@ -330,6 +340,7 @@ def _setup(cfg: dict[str, Any], run: Path, meta: list[dict[str, Any]]) -> Sectio
 
 # ---------------------------------------------------------------------- helpers
 def _strongest(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The attack with the lowest mean accuracy per (detector, defence, threat, eps > 0)."""
     if sweep.empty:
         return sweep
     m = sweep.groupby(_KEYS, sort=False)[["accuracy", "detection_rate",
@@ -341,6 +352,7 @@ def _strongest(sweep: pd.DataFrame) -> pd.DataFrame:
 
 def _band(ax: Any, g: pd.DataFrame, metric: str, label: str,
           style: dict[str, Any] | None = None) -> None:
+    """Plot the mean of ``metric`` against eps on ``ax``, shaded between min and max."""
     s = g.groupby("eps")[metric].agg(["mean", "min", "max"]).sort_index()
     (line,) = ax.plot(s.index, s["mean"], marker="o", ms=3, label=label, **(style or {}))
     if (s["max"] > s["min"]).any():
@@ -348,28 +360,20 @@ def _band(ax: Any, g: pd.DataFrame, metric: str, label: str,
 
 
 def _figure_eps(cfg: dict[str, Any], sweep: pd.DataFrame) -> float:
+    """The swept eps closest to the configured figure eps (default 0.1)."""
     eps = sorted(e for e in sweep.eps.unique() if e > 0) or [0.0]
     target = cfg.get("threat", {}).get("figure_eps") or 0.1
     return float(min(eps, key=lambda e: abs(e - target)))
 
 
 def _fname(text: str) -> str:
+    """``text`` as a safe PNG file name."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) + ".png"
 
 
 def _escape(text: str) -> str:
+    """``text`` escaped for HTML."""
     import html
 
     return html.escape(text)
 
-
-def _atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)

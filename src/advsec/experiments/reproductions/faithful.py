@@ -136,6 +136,17 @@ class OwnPredictionAttack:
             return self.attack.run(prob, x, pred, eps=eps, target=pred, evaluate=False)
         return self.attack.run(prob, x, pred, eps=eps, evaluate=False)
 
+    def craft(self, model: Any, x: torch.Tensor, y: torch.Tensor | None = None, *,
+              eps: float | Sequence[float] | None = None) -> AttackResult:
+        """The :class:`~advsec.attacks.protocol.Crafter` contract: :meth:`run`'s unscored
+        result, labelled with the true classes ``y`` (when given) and untargeted (its targets
+        are the model's own predictions, the original's flaw, not an attacker's goal)."""
+        result = self.run(model, x, y, eps=eps)
+        if y is not None:
+            result.y = torch.as_tensor(y).long().to(result.y.device)
+        result.target = None
+        return result
+
     def __call__(self, model: Any, x: torch.Tensor, y: torch.Tensor | None = None, *,
                  eps: float | None = None) -> torch.Tensor:
         """Adversarial inputs ``(N, D)`` for one eps."""

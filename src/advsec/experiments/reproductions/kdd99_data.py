@@ -55,6 +55,7 @@ EXPECTED_TEST_COUNTS = {"dos": 10_889, "normal": 17_568, "probe": 441, "r2l": 20
 
 
 def _kdd_features() -> tuple[str, ...]:
+    """The 41 KDD feature names in file order."""
     from advsec.datasets._kdd import KDD_FEATURES
 
     return KDD_FEATURES

@@ -10,20 +10,23 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
 from advsec.evaluation.checks import flags_html
 from advsec.experiments.reproductions.kdd99_data import CLASSES, EXPECTED_TEST_COUNTS
+from advsec.experiments.reproductions.kdd99_state import StudyState
 from advsec.experiments.tomlio import dumps_toml
 from advsec.reporting import Section, figure_html, kv_html, plot_confusions, save_figure
 from advsec.reporting.html import render_report, table_html, versions
-from advsec.reporting.plots import _STYLE, plt
+from advsec.reporting.plots import STYLE
 
 __all__ = ["render_report_files"]
 
 
-def render_report_files(study: Any, tmp: Path, timings: dict[str, float],
+def render_report_files(study: StudyState, tmp: Path, timings: dict[str, float],
                         headline: dict[str, Any]) -> Path:
     """Draw the figures into ``tmp`` and write ``tmp/report.html``; returns the report path."""
     figs = _figures(study, tmp)
@@ -34,7 +37,8 @@ def render_report_files(study: Any, tmp: Path, timings: dict[str, float],
 
 
 # ---------------------------------------------------------------------------- figures
-def _figures(s: Any, tmp: Path) -> dict[str, Path]:
+def _figures(s: StudyState, tmp: Path) -> dict[str, Path]:
+    """Draw the study's figures into ``tmp``; their paths by name."""
     cm = s.confusions
     eps = s.cfg.eps
     figs = {
@@ -76,8 +80,10 @@ def _figures(s: Any, tmp: Path) -> dict[str, Path]:
 
 
 def _curves(panels: list[tuple[pd.DataFrame, str, str]], *, y: str, xlabel: str,
-            marks: dict[int, tuple[float, dict[str, float]]] | None = None) -> Any:
-    with plt.rc_context(_STYLE):
+            marks: dict[int, tuple[float, dict[str, float]]] | None = None) -> Figure:
+    """Accuracy against eps (log scale), one panel per ``(table, group column, title)``, stars at
+    ``marks``."""
+    with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.3), squeeze=False)
         for i, (table, by, title) in enumerate(panels):
             ax = axes[0, i]
@@ -100,8 +106,9 @@ def _curves(panels: list[tuple[pd.DataFrame, str, str]], *, y: str, xlabel: str,
 
 
 # ---------------------------------------------------------------------------- report
-def _report(s: Any, figs: dict[str, Path], timings: dict[str, float],
+def _report(s: StudyState, figs: dict[str, Path], timings: dict[str, float],
             h: dict[str, Any]) -> str:
+    """The study's report as one HTML string."""
     cfg = s.cfg
     eps = cfg.eps
     f = s.tables["faithful"].set_index("setting")
@@ -253,7 +260,8 @@ def _report(s: Any, figs: dict[str, Path], timings: dict[str, float],
                          subtitle=f"seed {cfg.seed}{quick}")
 
 
-def _findings(s: Any, h: dict[str, Any]) -> list[str]:
+def _findings(s: StudyState, h: dict[str, Any]) -> list[str]:
+    """The summary's findings: where the original protocol overstates robustness, with numbers."""
     cfg = s.cfg
     eps = cfg.eps
     f = s.tables["faithful"].set_index("setting")
@@ -340,20 +348,24 @@ def _findings(s: Any, h: dict[str, Any]) -> list[str]:
 
 
 def _orig_col(df: pd.DataFrame) -> str:
+    """The hardened-model table's column holding the original protocol's number."""
     return next(c for c in df.columns if c.startswith("original protocol"))
 
 
 def _pivot(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Mean accuracy per ``by`` (rows) and eps (columns ``eps=...``)."""
     t = table.groupby([by, "eps"], sort=False)["accuracy"].mean().unstack("eps")
     t.columns = [f"eps={c:g}" for c in t.columns]
     return t.reset_index()
 
 
 def _pct(v: float) -> str:
+    """``v`` as a percentage, ``–`` when missing."""
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1%}"
 
 
-def _counts(s: Any) -> str:
+def _counts(s: StudyState) -> str:
+    """The test-set class counts beside the original's."""
     got = s.data.test_counts()
     ok = got == EXPECTED_TEST_COUNTS
     txt = ", ".join(f"{k} {v:,}" for k, v in got.items())
@@ -363,14 +375,13 @@ def _counts(s: Any) -> str:
                sum(got.values()) else ""))
 
 
-
 def _machine() -> str:
     """Where the run ran: torch threads, logical CPUs, architecture."""
     return (f"{torch.get_num_threads()} torch CPU threads on {os.cpu_count()} logical CPUs "
             f"({html.escape(platform.machine())})")
 
 
-def _faithful_cost(s: Any) -> str:
+def _faithful_cost(s: StudyState) -> str:
     """The faithful adversarial training's float32 matrix work, which dominates the run time."""
     cfg = s.cfg
     widths = [34, *cfg.hidden, len(CLASSES)]

@@ -1,0 +1,153 @@
+"""The frame's input handling: checked tensors, the eps list, the benign class and the targets."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from advsec.features.space import FeatureSpace
+
+__all__ = [
+    "Eps",
+    "benign_index",
+    "check_inputs",
+    "device_dtype",
+    "eps_values",
+    "is_eps_list",
+    "resolve_targets",
+]
+
+#: one budget or a list of budgets (model-input units)
+Eps = float | Sequence[float]
+
+
+def eps_values(eps: Any) -> list[float]:
+    """``eps`` (a float or a list) as a non-empty list of finite floats >= 0.
+
+    Raises:
+        ValueError: for an empty list, a negative or a non-finite value.
+    """
+    values = [float(e) for e in eps] if is_eps_list(eps) else [float(eps)]
+    if not values or any(e < 0 or not math.isfinite(e) for e in values):
+        raise ValueError(f"eps must be finite and >= 0 (a float or a non-empty list), got {eps}")
+    return values
+
+
+def is_eps_list(eps: Any) -> bool:
+    """Whether ``eps`` is a list of budgets (list, tuple, 1-D array or tensor)."""
+    return (isinstance(eps, (list, tuple, np.ndarray))
+            or (isinstance(eps, torch.Tensor) and eps.ndim == 1))
+
+
+def device_dtype(module: nn.Module | None, x: Any) -> tuple[torch.device, torch.dtype]:
+    """Where and in which float type to attack: the module's first parameter, else ``x``'s."""
+    if module is not None:
+        for p in module.parameters():
+            return p.device, (p.dtype if p.dtype.is_floating_point else torch.float32)
+    if isinstance(x, torch.Tensor):
+        return x.device, (x.dtype if x.dtype.is_floating_point else torch.float32)
+    return torch.device("cpu"), torch.float32
+
+
+def check_inputs(
+    model: Any, x: Any, y: Any, dev: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` as a detached ``(N, D)`` tensor and ``y`` as ``(N,)`` int64 on ``dev``; raw labels
+    are encoded by the model's ``encode_labels`` (an advsec Detector).
+
+    Raises:
+        ValueError: when ``x`` is not 2-D or ``y`` does not have one label per row.
+    """
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(np.asarray(x))
+    if x.ndim != 2:
+        raise ValueError(f"x must be a (N, D) tensor, got shape {tuple(x.shape)}")
+    if x.is_inference():
+        x = x.clone()
+    x = x.detach().to(dev, dtype)
+    if not isinstance(y, torch.Tensor):
+        arr = np.asarray(y)
+        if arr.dtype.kind not in "iu" and hasattr(model, "encode_labels"):
+            y = model.encode_labels(arr)
+        else:
+            y = torch.as_tensor(arr)
+    y = y.detach().to(dev).long()
+    if y.shape != (len(x),):
+        raise ValueError(f"y must have shape ({len(x)},), got {tuple(y.shape)}")
+    return x, y
+
+
+def benign_index(model: Any, label: int | str | None, feature_space: FeatureSpace | None) -> int:
+    """Index of the benign class: ``label`` as an index or one of the model's ``classes_``;
+    ``None``: the schema's benign label when the model or space knows it, else ``"benign"`` or
+    ``"normal"`` if the model has that class, else 0.
+
+    Raises:
+        ValueError: when ``label`` names no class of the model.
+    """
+    if isinstance(label, (int, np.integer)):
+        return int(label)
+    if label is None and feature_space is None and isinstance(model, nn.Module):
+        return 0  # a bare network knows no class names
+    classes = getattr(model, "classes_", None)
+    names = None if classes is None else [str(c) for c in classes]
+    if label is None:
+        candidates = [space.schema.benign_label
+                      for space in (feature_space, getattr(model, "feature_space_", None))
+                      if space is not None and hasattr(space, "schema")]
+        for cand in [*candidates, "benign", "normal"]:
+            if names is not None and str(cand) in names:
+                return names.index(str(cand))
+        return 0
+    if names is None:
+        raise ValueError(f"benign_class={label!r} is a label but the model has no classes_; "
+                         f"pass the class index")
+    if str(label) not in names:
+        raise ValueError(f"benign class {label!r} is not one of the model's classes {names}")
+    return names.index(str(label))
+
+
+def resolve_targets(
+    model: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor | int | str | None,
+    *,
+    evasion: bool,
+    benign: int,
+    targeted: bool,
+) -> tuple[bool, torch.Tensor, torch.Tensor | None]:
+    """``(targeted, labels to aim at (N,), attacked rows (N,) or None for all rows)``.
+
+    Evasion attacks only the rows whose label is not ``benign``, towards ``benign``.
+
+    Raises:
+        ValueError: a targeted attack without targets, or targets of the wrong shape/class.
+    """
+    n = len(x)
+    if evasion:
+        attacked = y != benign
+        return True, torch.full((n,), benign, device=x.device, dtype=torch.long), attacked
+    if target is None:
+        if targeted:
+            raise ValueError("a targeted attack needs target labels (or use evasion=True)")
+        return False, y, None
+    if isinstance(target, str):
+        classes = getattr(model, "classes_", None)
+        names = [str(c) for c in classes] if classes is not None else []
+        if target not in names:
+            raise ValueError(f"target {target!r} is not one of the model's classes {names}")
+        target = names.index(target)
+    if isinstance(target, (int, np.integer)):
+        tgt = torch.full((n,), int(target), device=x.device, dtype=torch.long)
+    else:
+        tgt = torch.as_tensor(target, device=x.device).long()
+    if tgt.shape != (n,):
+        raise ValueError(f"target must have shape ({n},), got {tuple(tgt.shape)}")
+    return True, tgt, None
