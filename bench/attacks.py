@@ -268,14 +268,14 @@ def repair_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     """The constrained path's one-off final step: rounding onto the grid in the ball, then the
     FeatureSpace's repair (relations, one-hot blocks), on a typical last iterate."""
     from advsec.attacks.projection import Projector
+    from advsec.attacks.repair import repair_in_ball
 
-    attack = make_attack("pgd", eps=eps, feature_space=space)
     view = space.torch_view(x.device)
     eps_t = torch.full((len(x), 1), eps, device=x.device)
     project = Projector(x, eps_t, norm="linf", lower=view.lower, upper=view.upper,
                         mutable=view.mutable, space=space)
     last = project(make_attack("pgd", eps=eps)(model, x, y).clone())
-    return lambda: attack._repair(last, x, eps_t)
+    return lambda: repair_in_ball(space, last, x, eps_t, norm="linf")
 
 
 def scaling(device: torch.device, batches: list[int], eps: float, rounds: int,

@@ -211,9 +211,7 @@ def _per_class(per_class: pd.DataFrame, sweep: pd.DataFrame, fe: float,
     """Recall per true class, clean and under the strongest attack (None without data)."""
     if per_class.empty:
         return None
-    strongest = _strongest(sweep)
-    s = strongest[np.isclose(strongest.eps, fe)][["detector", "defense", "threat", "attack"]]
-    pc = per_class.merge(s, on=["detector", "defense", "threat", "attack"])
+    pc = _at_strongest(per_class, sweep, fe)
     t = pc.groupby(["detector", "defense", "threat", "attack", "class"], sort=False)[
         ["n", "recall_clean", "recall_attacked"]].mean().reset_index()
     t["recall_drop"] = t.recall_clean - t.recall_attacked
@@ -249,9 +247,7 @@ def _features(features: pd.DataFrame, sweep: pd.DataFrame, fe: float,
     """Which features the strongest attacks change (None without data)."""
     if features.empty:
         return None
-    strongest = _strongest(sweep)
-    s = strongest[np.isclose(strongest.eps, fe)][["detector", "defense", "threat", "attack"]]
-    f = features.merge(s, on=["detector", "defense", "threat", "attack"])
+    f = _at_strongest(features, sweep, fe)
     f = f[f.defense == "none"]
     if f.empty:
         return None
@@ -348,6 +344,13 @@ def _strongest(sweep: pd.DataFrame) -> pd.DataFrame:
     m = m[m.eps > 0]
     idx = m.groupby(["detector", "defense", "threat", "eps"], sort=False)["accuracy"].idxmin()
     return m.loc[idx].reset_index(drop=True)
+
+
+def _at_strongest(table: pd.DataFrame, sweep: pd.DataFrame, fe: float) -> pd.DataFrame:
+    """The rows of ``table`` of the strongest attack at ``fe`` per (detector, defence, threat)."""
+    strongest = _strongest(sweep)
+    keys = ["detector", "defense", "threat", "attack"]
+    return table.merge(strongest[np.isclose(strongest.eps, fe)][keys], on=keys)
 
 
 def _band(ax: Any, g: pd.DataFrame, metric: str, label: str,
