@@ -12,7 +12,8 @@ from advsec.features.schema import FeatureKind
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
 
-FAST = {"apgd": {"steps": 20}, "apgd-margin": {"steps": 20}, "square": {"queries": 150}}
+FAST = {"apgd": {"steps": 20}, "apgd-margin": {"steps": 20}, "square": {"queries": 150},
+        "hopskipjump": {"queries": 200}}
 
 
 @pytest.fixture(scope="module")

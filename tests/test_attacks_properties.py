@@ -338,9 +338,11 @@ def test_bad_arguments():
 
 
 def test_registry_names():
-    assert set(ATTACKS) == {"fgsm", "bim", "mim", "pgd", "apgd", "apgd-margin", "square"}
+    assert set(ATTACKS) == {"fgsm", "bim", "mim", "pgd", "apgd", "apgd-margin", "square",
+                            "hopskipjump"}
     assert isinstance(make_attack("APGD_margin", eps=0.1), APGDMargin)
-    assert all(issubclass(ATTACKS[n], GradientAttack) for n in ATTACKS if n != "square")
+    assert all(issubclass(ATTACKS[n], GradientAttack) for n in ATTACKS
+               if n not in ("square", "hopskipjump"))
 
 
 # ------------------------------------------------------------------------------ losses, APGD

@@ -9,6 +9,7 @@ from advsec.attacks.batch import AttackBatch
 from advsec.attacks.bim import BIM
 from advsec.attacks.fgsm import FGSM
 from advsec.attacks.gradient import GradientAttack
+from advsec.attacks.hopskipjump import HopSkipJump, label_only
 from advsec.attacks.losses import ce_objective, dlr_objective, margin_objective
 from advsec.attacks.mim import MIM
 from advsec.attacks.pgd import PGD
@@ -44,6 +45,7 @@ __all__ = [
     "FixedInputs",
     "FixedStep",
     "GradientAttack",
+    "HopSkipJump",
     "LogitsModel",
     "Projector",
     "Square",
@@ -56,6 +58,7 @@ __all__ = [
     "eligible",
     "eval_mode",
     "flip_labels",
+    "label_only",
     "make_attack",
     "margin_objective",
     "poisoning_study",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from advsec.attacks import apgd, bim, fgsm, mim, pgd, square  # noqa: F401  (registers them)
+from advsec.attacks import apgd, bim, fgsm, hopskipjump, mim, pgd, square  # noqa: F401  (registers)
 from advsec.attacks.base import Attack
 from advsec.attacks.spec import REGISTRY, AttackSpec, attack_spec, spec_for_label
 
