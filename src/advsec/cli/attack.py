@@ -136,8 +136,7 @@ def run_attack(
         raise ConfigError(f"{out}: output folder already exists (use --force to replace it)")
     try:
         dev = str(resolve_device(device))
-        torch.device(dev)
-    except RuntimeError as exc:
+    except ConfigError as exc:
         raise ConfigError(f"--device: {exc}") from None
 
     det = Detector.load(model, device=dev)

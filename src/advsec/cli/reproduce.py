@@ -46,6 +46,11 @@ def reproduce_command(
     check_new_run_dir(out, force=force)
     if root is not None and not root.exists():
         raise ConfigError(f"--root: {root} does not exist")
+    # the data file must be there before anything is created (its parse errors, later, leave
+    # nothing behind either: the run directory is staged in a temporary folder)
+    from advsec.experiments.reproductions.kdd99_data import find_kdd99_file
+
+    find_kdd99_file(root)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=console, transient=False) as bar:

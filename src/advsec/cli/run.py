@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from advsec.cli.common import console
-from advsec.errors import ConfigError
-from advsec.runio import check_new_run_dir
+from advsec.errors import ConfigError, DataError
+from advsec.runio import check_new_run_dir, error_notes, note_error
 
 __all__ = ["export_command", "report_command", "run_command"]
 
@@ -20,7 +22,8 @@ def run_command(
     out: Path | None = typer.Option(None, "--out", "-o",
                                     help="Run directory (default: runs/<config name>)."),
     resume: bool = typer.Option(False, "--resume",
-                                help="Reuse finished combinations of an interrupted run."),
+                                help="Continue an interrupted run (reuse its finished "
+                                "combinations); on a finished run, do nothing."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Folder of the datasets (its <dataset>/ subfolder is used when "
@@ -28,10 +31,14 @@ def run_command(
 ) -> None:
     """Run every combination of an experiment file and write a run directory with a report.
 
-    Validates the whole file first (unknown keys, wrong types, unknown attacks: one line naming
-    the line of the file, exit 2). The run directory appears only when complete; an interrupted
-    run can continue with --resume.
+    Validates everything before anything is created: the file (unknown keys, wrong types,
+    missing sections, unknown attacks: one line naming the line of the file, exit 2), then the
+    data (files exist and parse, labels present, at least two classes to train on) and the
+    attacks. The run directory appears only when complete; an interrupted or failed run keeps
+    a hidden OUT's .NAME.partial folder that --resume continues; --resume on a finished run
+    prints "nothing to do".
     """
+    from advsec.experiments.artifacts import finished_run
     from advsec.experiments.config import load_config
     from advsec.experiments.runner import plan, run_experiment
 
@@ -42,23 +49,37 @@ def run_command(
         sub = data_root / cfg.data.dataset
         cfg.data.root = str(sub if sub.is_dir() else data_root)
     target = out or Path("runs") / config.stem
+    if resume and not force and finished_run(target, cfg):
+        console.print(f"nothing to do: {target.resolve()} is already complete", soft_wrap=True)
+        return
     check_new_run_dir(target, force=force)
     n = len(plan(cfg))
     start = time.perf_counter()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("combination {task.completed}/{task.total}"), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task("starting", total=n)
+    try:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                      TextColumn("combination {task.completed}/{task.total}"),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                      console=console) as bar:
+            task = bar.add_task("starting", total=n)
 
-        def progress(stage: str, k: int, total: int) -> None:
-            bar.update(task, description=stage, completed=min(k, total), total=total)
+            def progress(stage: str, k: int, total: int) -> None:
+                bar.update(task, description=stage, completed=min(k, total), total=total)
 
-        result = run_experiment(cfg, out=target, config_text=config.read_text(), resume=resume,
-                                force=force, progress=progress)
+            result = run_experiment(cfg, out=target, config_text=config.read_text(encoding="utf-8"),
+                                    resume=resume, force=force, progress=progress)
+    except BaseException as exc:
+        stage = error_notes(exc).staging
+        if stage is not None and stage.is_dir():
+            note_error(exc, hint=f"the partial run is kept in {stage}; the same command with "
+                       "--resume continues it")
+        raise
+    if result.nothing_to_do:
+        console.print(f"nothing to do: {result.out} is already complete")
+        return
     reused = f", {result.reused} reused" if result.reused else ""
     console.print(f"{result.combinations} combination(s){reused} in "
                   f"{time.perf_counter() - start:.1f} s")
-    console.print(f"report: {result.out / 'report.html'}")
+    console.print(f"report: {result.out / 'report.html'}", soft_wrap=True)
 
 
 def report_command(
@@ -69,7 +90,8 @@ def report_command(
 
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory")
-    console.print(f"report: {build_run_report(run_dir)}")
+    with _damaged_run_dir(run_dir):
+        console.print(f"report: {build_run_report(run_dir)}", soft_wrap=True)
 
 
 def export_command(
@@ -83,4 +105,23 @@ def export_command(
 
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory")
-    console.print(f"wrote {export_adversarial(run_dir, fmt=fmt, out=out)}")
+    with _damaged_run_dir(run_dir):
+        console.print(f"wrote {export_adversarial(run_dir, fmt=fmt, out=out)}", soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _damaged_run_dir(run_dir: Path) -> Iterator[None]:
+    """A file of ``run_dir`` that is missing or does not parse is bad input (a DataError
+    naming it), not an internal error: the folder was damaged or is not a complete run."""
+    import json
+
+    import pandas as pd
+
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        raise DataError(f"{run_dir}: not a complete advsec run directory ({exc.strerror}: "
+                        f"{exc.filename})") from None
+    except (json.JSONDecodeError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        msg = " ".join(str(exc).split())
+        raise DataError(f"{run_dir}: a file of the run directory does not parse ({msg})") from None

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from advsec.datasets._checks import SOURCE_COLUMNS, check_classes, check_values
 from advsec.datasets.base import Dataset
 from advsec.errors import ConfigError, DataError
 from advsec.features.schema import FeatureKind, FeatureSchema
@@ -128,19 +129,37 @@ def finish(
     classes: list[str],
     notes: list[str],
     extra: Sequence[str] = (),
+    label_column: str | None = None,
+    source: str | None = None,
+    allow_below: bool = False,
 ) -> Dataset:
-    """The :class:`Dataset`: tables restricted to features, label and ``extra`` columns."""
+    """The :class:`Dataset`: tables restricted to features, label and ``extra`` columns.
+
+    Both splits are checked first (:func:`~advsec.datasets._checks.check_values`: numbers,
+    finite, within the schema's bounds or clipped; ``allow_below`` keeps values below a lower
+    bound) and typed (:func:`coerce_dtypes`); the training split must hold two classes or more
+    (an error names ``source`` (default ``name``) and ``label_column``, the column the labels
+    came from). The hidden source columns are dropped.
+    """
     keep = [*schema.names, schema.label, *[c for c in extra if c not in schema.names]]
+    out: list[pd.DataFrame] = []
+    notes = list(notes)
     for split, table in (("train", train), ("test", test)):
         missing = [c for c in keep if c not in table.columns]
         if missing:
             raise DataError(f"{name}: {split} table lacks column(s) {missing}")
         if len(table) == 0:
             raise DataError(f"{name}: the {split} split is empty")
-    train = train[keep].reset_index(drop=True)
-    test = test[keep].reset_index(drop=True)
-    for table in (train, test):
+        hidden = [c for c in SOURCE_COLUMNS if c in table.columns]
+        table = table[[*keep, *hidden]].reset_index(drop=True)
+        table = check_values(table, schema, fallback=f"{name} {split} split", notes=notes,
+                             allow_below=allow_below)
+        table = coerce_dtypes(table[keep], schema)
         table[schema.label] = table[schema.label].astype("string")
+        out.append(table)
+    train, test = out
+    check_classes(train[schema.label], column=label_column or schema.label,
+                  where=source or name, scheme=scheme)
     notes = [*notes, counts_note("train", train[schema.label]),
              counts_note("test", test[schema.label])]
     for note in notes:

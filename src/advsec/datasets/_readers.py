@@ -7,9 +7,17 @@ magic bytes, not only by the suffix.
 
 :func:`read_csv` wraps pyarrow's multithreaded CSV reader. Every malformed input becomes a
 :class:`~advsec.errors.DataError` naming the file and, where there is one, the row (1-based data
-row, header excluded) and column: an empty file, a wrong delimiter, a row with the wrong number
-of fields, text in a numeric column, invalid UTF-8, a missing column. The slow row-locating scan
+row, header and empty lines excluded), the line or the column: a path that is missing or a
+folder, an unreadable file, an empty or header-only file, binary data (NUL bytes, a Parquet file
+under a CSV name), UTF-16 or other non-UTF-8 text, truncated or corrupt gzip data, a wrong
+delimiter, a row with the wrong number of fields, text in a numeric column, a missing column.
+Values quoted in messages are cut to :data:`SHOWN_CHARS` characters. The slow row-locating scan
 runs only after the fast reader has failed.
+
+Large fields are read correctly up to a documented limit: one line (record) may hold up to
+:data:`MAX_LINE_BYTES` (64 MiB), in one field or spread over many; pyarrow's block size grows to
+the longest line when a record does not fit the default 4 MiB block. A longer line is a
+:class:`DataError` naming the file and the line.
 
 Parse cache (opt-in): when ``$ADVSEC_PARSE_CACHE`` names a folder (``1`` means
 ``<default cache dir>/parsed``), each parsed table is also saved there as an lz4-compressed Arrow
@@ -20,14 +28,11 @@ again. Nothing is cached by default.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
-import io
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,15 +41,32 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 
-from advsec.errors import DataError
+from advsec.datasets._text import (
+    MAX_LINE_BYTES,
+    READ_ERRORS,
+    SHOWN_CHARS,
+    check_file,
+    first_line,
+    is_gzip,
+    longest_line,
+    open_text,
+    raw_lines,
+    read_error,
+    shown,
+    split_fields,
+)
+from advsec.errors import ConfigError, DataError
 
 __all__ = [
     "CACHE_ENV",
     "DATA_ENV",
+    "MAX_LINE_BYTES",
+    "SHOWN_CHARS",
     "CsvTable",
     "default_cache_dir",
     "find_file",
     "first_null",
+    "is_gzip",
     "open_text",
     "read_csv",
     "read_parquet",
@@ -55,7 +77,6 @@ log = logging.getLogger(__name__)
 
 DATA_ENV = "ADVSEC_DATA"
 CACHE_ENV = "ADVSEC_PARSE_CACHE"
-_GZIP_MAGIC = b"\x1f\x8b"
 _BLOCK = 1 << 22
 
 
@@ -108,33 +129,8 @@ def find_file(
     raise DataError(f"{dataset}: file {names[0]!r} (plain or .gz) not found in {where}{tail}")
 
 
-def is_gzip(path: Path) -> bool:
-    """True if ``path`` starts with the gzip magic bytes."""
-    with path.open("rb") as fh:
-        return fh.read(2) == _GZIP_MAGIC
-
-
-def open_text(path: Path) -> Iterator[str]:
-    """Lines of ``path`` (gzip or plain), decoded leniently (latin-1), without line endings."""
-    opener = gzip.open if is_gzip(path) else open
-    with opener(path, "rb") as fh:
-        for line in io.TextIOWrapper(fh, encoding="latin-1", newline=""):
-            yield line.rstrip("\r\n")
-
-
 def _input_stream(path: Path) -> pa.NativeFile:
     return pa.input_stream(str(path), compression="gzip" if is_gzip(path) else None)
-
-
-def _first_line(path: Path) -> str | None:
-    """The first non-empty line (BOM and line ending removed), or None for an empty file."""
-    try:
-        for line in open_text(path):
-            if line.strip():
-                return line.encode("latin-1").decode("utf-8", errors="replace").lstrip("\ufeff")
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read the file ({exc})") from None
-    return None
 
 
 @dataclass
@@ -157,8 +153,7 @@ class CsvTable:
     header: bool = True
 
 
-def _header_names(line: str, delimiter: str) -> tuple[list[str], dict[str, str]]:
-    raw = next(csv.reader([line], delimiter=delimiter))
+def _header_names(raw: list[str]) -> tuple[list[str], dict[str, str]]:
     names: list[str] = []
     duplicates: dict[str, str] = {}
     seen: dict[str, int] = {}
@@ -215,59 +210,89 @@ def read_csv(
         A :class:`CsvTable`.
     """
     path = Path(path)
-    first = _first_line(path)
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
+        raise ConfigError(f"delimiter: expected one character (not a quote or a line end), "
+                          f"got {delimiter!r}")
     expect = what or (f"{len(names)} {delimiter!r}-separated fields" if names else "CSV rows")
+    check_file(path, expect)
+    first = first_line(path, expect=expect, strict=header)
     if first is None:
         raise DataError(f"{path}: file is empty; expected {expect}")
-    fields = len(next(csv.reader([first], delimiter=delimiter)))
+    line_no, text = first
+    raw_fields = split_fields(text, delimiter, path=path, line_no=line_no)
     duplicates: dict[str, str] = {}
     if header:
-        columns, duplicates = _header_names(first, delimiter)
+        columns, duplicates = _header_names(raw_fields)
         if len(columns) == 1 and (required or names):
             raise DataError(
-                f"{path}, header: found 1 column{_delimiter_hint(first, delimiter)}; "
+                f"{path}, header: found 1 column{_delimiter_hint(text, delimiter)}; "
                 f"expected {expect}"
             )
         missing = [c for c in required if c not in columns]
         if missing:
-            shown = ", ".join(columns[:8]) + (", ..." if len(columns) > 8 else "")
+            found = ", ".join(c if len(c) <= SHOWN_CHARS else f"{c[:SHOWN_CHARS]}..."
+                              for c in columns[:8]) + (", ..." if len(columns) > 8 else "")
             raise DataError(
                 f"{path}: no column {missing[0]!r} in the header (found {len(columns)} columns: "
-                f"{shown})"
+                f"{found})"
             )
     else:
         if names is None:
             raise ValueError("read_csv: a headerless file needs names")
         columns = list(names)
-        if fields != len(columns):
+        if len(raw_fields) != len(columns):
             raise DataError(
-                f"{path}, row 1: expected {len(columns)} fields, got {fields}"
-                f"{_delimiter_hint(first, delimiter)}"
+                f"{path}, row 1: expected {len(columns)} fields, got {len(raw_fields)}"
+                f"{_delimiter_hint(text, delimiter)}"
             )
     col_types = {k: v for k, v in (types or {}).items() if k in columns}
+    skip = line_no if header else 0
     key = (f"{columns}|{sorted((k, str(v)) for k, v in col_types.items())}|{header}|"
-           f"{delimiter}|{quoted}")
+           f"{delimiter}|{quoted}|{skip}")
     cached = _cache_load(path, key)
     if cached is not None:
         return CsvTable(table=cached, path=path, columns=columns, duplicates=duplicates,
                         header=header)
-    read_options = pacsv.ReadOptions(
-        column_names=columns, skip_rows=1 if header else 0, block_size=_BLOCK
-    )
-    parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False)
-    convert_options = pacsv.ConvertOptions(column_types=col_types, strings_can_be_null=False)
-    try:
-        with _input_stream(path) as stream:
-            table = pacsv.read_csv(stream, read_options=read_options,
-                                   parse_options=parse_options, convert_options=convert_options)
-    except pa.ArrowInvalid as exc:
-        raise _explain(exc, path, columns, header=header, delimiter=delimiter) from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read the file ({exc})") from None
+    table = _read_body(path, columns, col_types, skip=skip, delimiter=delimiter, quoted=quoted,
+                       expect=expect)
     if table.num_rows == 0:
-        raise DataError(f"{path}: no data rows; expected {expect}")
+        raise DataError(f"{path}: no data rows (header only); expected {expect}")
     _cache_store(path, key, table)
     return CsvTable(table=table, path=path, columns=columns, duplicates=duplicates, header=header)
+
+
+def _read_body(
+    path: Path, columns: list[str], col_types: Mapping[str, pa.DataType], *, skip: int,
+    delimiter: str, quoted: bool, expect: str,
+) -> pa.Table:
+    """pyarrow's parse of the records after the first ``skip`` lines; the block size grows to
+    the longest line (up to :data:`MAX_LINE_BYTES`) when a record does not fit one block."""
+    parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False)
+    convert_options = pacsv.ConvertOptions(column_types=col_types, strings_can_be_null=False)
+    block = _BLOCK
+    while True:
+        read_options = pacsv.ReadOptions(column_names=columns, skip_rows=skip, block_size=block)
+        try:
+            with _input_stream(path) as stream:
+                return pacsv.read_csv(stream, read_options=read_options,
+                                      parse_options=parse_options,
+                                      convert_options=convert_options)
+        except pa.ArrowInvalid as exc:
+            if block == _BLOCK and ("straddl" in str(exc) or "block size" in str(exc)):
+                line, longest = longest_line(path)
+                if longest > MAX_LINE_BYTES:
+                    raise DataError(f"{path}, line {line}: {longest:,} bytes, longer than the "
+                                    f"limit of {MAX_LINE_BYTES >> 20} MiB per line; expected "
+                                    f"{expect}") from None
+                block = max(_BLOCK, 2 * longest + 1)
+                continue
+            raise _explain(exc, path, columns, skip=skip, delimiter=delimiter,
+                           quoted=quoted) from None
+        except READ_ERRORS as exc:
+            raise read_error(path, exc) from None
+        except pa.ArrowException as exc:
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise DataError(f"{path}: cannot parse as CSV: {first}") from None
 
 
 def parse_cache_dir() -> Path | None:
@@ -322,49 +347,62 @@ _KIND = {"int64": "an integer", "int32": "an integer", "double": "a number", "fl
 
 
 def _explain(
-    exc: pa.ArrowInvalid, path: Path, columns: list[str], *, header: bool, delimiter: str
+    exc: pa.ArrowInvalid, path: Path, columns: list[str], *, skip: int, delimiter: str,
+    quoted: bool,
 ) -> DataError:
     msg = str(exc)
     m = _FIELDS.search(msg)
     if m:
         want, got = int(m.group(1)), int(m.group(2))
-        row = _locate(path, header, delimiter, lambda fields: len(fields) != want)
+        row = _locate(path, skip, delimiter, quoted, lambda fields: len(fields) != want)
         at = f", row {row}" if row else ""
         return DataError(f"{path}{at}: expected {want} fields, got {got}")
     m = _CONVERT.search(msg)
     if m:
         i, kind, value = int(m.group(1)), m.group(2), m.group(3)
         name = columns[i] if i < len(columns) else f"#{i}"
-        row = _locate(path, header, delimiter,
+        row = _locate(path, skip, delimiter, quoted,
                       lambda fields: len(fields) > i and fields[i] == value)
         at = f", row {row}" if row else ""
         return DataError(
-            f"{path}{at}, column {name!r}: expected {_KIND.get(kind, kind)}, got {value!r}"
+            f"{path}{at}, column {name!r}: expected {_KIND.get(kind, kind)}, got {shown(value)}"
         )
     m = _UTF8.search(msg)
     if m:
         i = int(m.group(1))
         name = columns[i] if i < len(columns) else f"#{i}"
-        return DataError(f"{path}, column {name!r}: text is not valid UTF-8")
-    first = msg.splitlines()[0] if msg else type(exc).__name__
+        row = _locate(path, skip, delimiter, quoted, None)
+        at = f", row {row}" if row else ""
+        return DataError(f"{path}{at}, column {name!r}: text is not valid UTF-8; save the file "
+                         f"as UTF-8")
+    first = msg.splitlines()[0][:200] if msg else type(exc).__name__
     return DataError(f"{path}: cannot parse as CSV: {first}")
 
 
 def _locate(
-    path: Path, header: bool, delimiter: str, bad: Callable[[list[str]], bool]
+    path: Path, skip: int, delimiter: str, quoted: bool,
+    bad: Callable[[list[str]], bool] | None,
 ) -> int | None:
-    """1-based data row of the first record for which ``bad(fields)`` holds (slow path)."""
+    """1-based data row of the first record after ``skip`` lines for which ``bad(fields)``
+    holds, or (``bad=None``) whose bytes are not valid UTF-8 (slow path). Empty lines are not
+    rows, as for pyarrow."""
     row = 0
-    lines = open_text(path)
-    if header:
-        for line in lines:
-            if line.strip():
-                break
-    for line in lines:
-        if not line.strip():
+    for number, raw in enumerate(raw_lines(path), start=1):
+        if number <= skip or not raw:
             continue
         row += 1
-        if bad(next(csv.reader([line], delimiter=delimiter))):
+        if bad is None:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return row
+            continue
+        line = raw.decode("utf-8", errors="replace")
+        if quoted:
+            fields = split_fields(line, delimiter, path=path, line_no=number)
+        else:
+            fields = line.split(delimiter)
+        if bad(fields):
             return row
     return None
 

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from advsec.datasets._checks import tag_source
 from advsec.datasets._common import (
     LABEL,
     builtin_schema,
@@ -127,6 +128,7 @@ def read_day_file(path: Path, schema: FeatureSchema, notes: list[str]) -> pd.Dat
                      f"({'identical' if same in (True, None) else 'NOT identical'} to the first)")
     df = table.select(schema.names).to_pandas()
     df[ATTACK] = labels
+    tag_source(df, path)
     empty = labels == ""
     if empty.any():
         if not df.loc[empty, schema.names].isna().all(axis=None):
@@ -255,4 +257,6 @@ def load_cicids2017(
     else:
         classes = order_classes(BENIGN, train_df[LABEL], test_df[LABEL])
     return finish(name=NAME, train=train_df, test=test_df, schema=schema, scheme=scheme,
-                  classes=classes, notes=notes, extra=(ATTACK,))
+                  classes=classes, notes=notes, extra=(ATTACK,), label_column=RAW_LABEL,
+                  source=str(paths[0]) if len(paths) == 1 else NAME,
+                  allow_below=negative == "keep")

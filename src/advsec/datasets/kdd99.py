@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from advsec.datasets._checks import tag_source
 from advsec.datasets._common import builtin_schema, check_scheme, drop_duplicate_rows, finish
 from advsec.datasets._kdd import ATTACK, KDD_FEATURES, KDD_SCHEMES, kdd_labels, read_kdd_file
 from advsec.datasets._readers import find_file
@@ -99,12 +100,12 @@ def load_kdd99(
             notes.append("test file 'corrected' not found: holding out a stratified split")
             log.warning("%s: %s", NAME, notes[-1])
     cols = [*KDD_FEATURES, ATTACK]
-    train_df = read_kdd_file(train_path)
+    train_df = tag_source(read_kdd_file(train_path), train_path)
     notes.append(f"train file {train_path}")
     if drop_duplicates:
         train_df = drop_duplicate_rows(train_df, cols, split=train_path.name, notes=notes)
     if test_path is not None:
-        test_df = read_kdd_file(test_path)
+        test_df = tag_source(read_kdd_file(test_path), test_path)
         notes.append(f"test file {test_path}")
         if drop_duplicates:
             test_df = drop_duplicate_rows(test_df, cols, split=test_path.name, notes=notes)
@@ -120,6 +121,6 @@ def load_kdd99(
     schema = builtin_schema("kdd", benign_label=classes[0], schema_file=schema_file,
                             columns=list(train_df.columns))
     return finish(name=NAME, train=train_df, test=test_df, schema=schema, scheme=scheme,
-                  classes=classes, notes=notes, extra=(ATTACK,))
+                  classes=classes, notes=notes, extra=(ATTACK,), source=str(train_path))
 
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from advsec.datasets._checks import tag_source
 from advsec.datasets._common import builtin_schema, check_scheme, drop_duplicate_rows, finish
 from advsec.datasets._kdd import ATTACK, KDD_FEATURES, KDD_SCHEMES, kdd_labels, read_kdd_file
 from advsec.datasets._readers import find_file
@@ -77,10 +78,11 @@ def load_nsl_kdd(
     if unused:
         log.debug("%s: ignoring options %s (seed=%s)", NAME, sorted(unused), seed)
     notes: list[str] = []
-    frames = []
+    frames, paths = [], []
     for stem in (TRAIN_FILES[train], TEST_FILES[test]):
         path = find_file(NAME, (f"{stem}.txt", stem), root=root, hint=hint(NAME))
-        frames.append(read_kdd_file(path, extra=(DIFFICULTY,)))
+        frames.append(tag_source(read_kdd_file(path, extra=(DIFFICULTY,)), path))
+        paths.append(path)
         notes.append(f"file {path}")
     train_df, test_df = frames
     if drop_duplicates:
@@ -94,4 +96,4 @@ def load_nsl_kdd(
     schema = builtin_schema("kdd", benign_label=classes[0], schema_file=schema_file,
                             columns=list(train_df.columns))
     return finish(name=NAME, train=train_df, test=test_df, schema=schema, scheme=scheme,
-                  classes=classes, notes=notes, extra=(ATTACK, DIFFICULTY))
+                  classes=classes, notes=notes, extra=(ATTACK, DIFFICULTY), source=str(paths[0]))

@@ -12,36 +12,42 @@ top, a schema file with a ``features`` list replaces it):
 - numeric columns: ``binary`` if every value is 0 or 1, ``integer`` if every value is whole,
   ``continuous`` otherwise; lower bound 0 when no value is negative; upper bound 1 for
   continuous columns within [0, 1] (shares); ``log1p`` for non-negative columns whose maximum
-  exceeds 100 times (median + 1) (heavy tails); all mutable;
+  exceeds 100 times (median + 1) (heavy tails); all mutable. Inferred bounds (and ``binary``)
+  also hold for every test row, so that inference never rejects a test record;
 - text columns: a numeric column with a stray word in it (at least 90 % of values numbers) is an
   error naming the row; otherwise ``categorical`` and immutable if it has at most
   ``max_categories`` values, else left out with a note (addresses, timestamps, free text).
 
-Bad input gives one-line :class:`~advsec.errors.DataError`: a missing label column, a numeric
-column with an empty value or a stray word, a benign label that never occurs, a test file without
-the training columns. A test label never seen in training is kept: under ``binary`` it is an
-attack, under ``attack`` it becomes a class of its own and a note lists it.
+Bad input gives one-line :class:`~advsec.errors.DataError` naming the file and the row (the
+1-based data row of the file, also after a split): a missing label column, an empty label, a
+numeric column with an empty value, an infinite value or a stray word, a value outside the bounds
+a schema file declares (unless it says ``on_bound_violation = "clip"``), a benign label that
+never occurs, a training split with a single class, a test file without the training columns.
+A test label never seen in training is kept: under ``binary`` it is an attack, under ``attack``
+it becomes a class of its own and a note lists it.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from advsec.datasets._checks import SOURCE_COLUMNS, check_labels, row_name, tag_source
 from advsec.datasets._common import (
     LABEL,
     check_scheme,
-    coerce_dtypes,
     drop_duplicate_rows,
     finish,
     order_classes,
 )
 from advsec.datasets._readers import read_csv, read_parquet
 from advsec.datasets._split import split_table
+from advsec.datasets._text import check_file, shown
 from advsec.datasets.base import Dataset, register
 from advsec.errors import ConfigError, DataError
 from advsec.features.schema import Feature, FeatureKind, FeatureSchema
@@ -61,8 +67,7 @@ def read_table(
 ) -> pd.DataFrame:
     """A CSV (header line; plain or gzip) or Parquet file as pandas; the label column as text."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    check_file(path, "a CSV or Parquet table")
     if path.suffix.lower() in _PARQUET:
         table = read_parquet(path, required=[label_column])
         columns = table.column_names
@@ -73,11 +78,8 @@ def read_table(
         table, columns = read.table, read.columns
     df = table.to_pandas()
     df.columns = list(columns)
-    labels = df[label_column]
-    if labels.isna().any():
-        row = int(np.flatnonzero(labels.isna().to_numpy())[0]) + 1
-        raise DataError(f"{path}, row {row}, column {label_column!r}: empty label")
-    df[label_column] = labels.astype("string").str.strip()
+    check_labels(df, label_column, fallback=str(path))
+    df[label_column] = df[label_column].astype("string").str.strip()
     df.attrs["path"] = str(path)
     return df
 
@@ -95,13 +97,15 @@ def infer_schema(
     benign_label: str,
     max_categories: int = 100,
     notes: list[str] | None = None,
+    also: pd.DataFrame | None = None,
 ) -> FeatureSchema:
-    """A :class:`FeatureSchema` for every usable column of ``df`` but the label (module rules)."""
+    """A :class:`FeatureSchema` for every usable column of ``df`` but the label (module rules);
+    inferred bounds also hold for the rows of ``also`` (the test split), where given."""
     notes = notes if notes is not None else []
     where = df.attrs.get("path", "table")
     feats: list[Feature] = []
     for name in df.columns:
-        if name == label_column:
+        if name == label_column or name in SOURCE_COLUMNS:
             continue
         col = df[name]
         if col.isna().all():
@@ -110,26 +114,37 @@ def infer_schema(
         if pd.api.types.is_bool_dtype(col):
             feats.append(Feature(name, FeatureKind.BINARY))
             continue
+        if not pd.api.types.is_numeric_dtype(col):
+            text = col.astype("string")
+            numbers = pd.to_numeric(text, errors="coerce")
+            non_null = int(text.notna().sum())
+            bad = (numbers.isna() & text.notna()).to_numpy(dtype=bool)
+            if non_null and not bad.any() and not text.isna().any():
+                col = numbers  # numbers read as text (a word elsewhere, e.g. in the test split)
+            elif non_null and int(numbers.notna().sum()) >= 0.9 * non_null:
+                pos = int(np.flatnonzero(bad)[0]) if bad.any() else int(
+                    np.flatnonzero(text.isna().to_numpy())[0])
+                raise DataError(f"{row_name(df, pos, where)}, column {name!r}: expected a "
+                                f"number, got {shown(df[name].iloc[pos])}")
         if pd.api.types.is_numeric_dtype(col):
             if col.isna().any():
-                row = int(np.flatnonzero(col.isna().to_numpy())[0]) + 1
-                raise DataError(f"{where}, row {row}, column {name!r}: empty value, "
-                                f"expected a number")
+                pos = int(np.flatnonzero(col.isna().to_numpy())[0])
+                raise DataError(f"{row_name(df, pos, where)}, column {name!r}: empty value, "
+                                f"expected a number (blank or NaN)")
             if _is_row_id(col):
                 notes.append(f"column {name!r} left out: a row id (strictly increasing integers)")
                 continue
-            feats.append(_numeric_feature(name, col.to_numpy(dtype=np.float64)))
+            values = col.to_numpy(dtype=np.float64)
+            if not np.isfinite(values).all():
+                pos = int(np.flatnonzero(~np.isfinite(values))[0])
+                raise DataError(f"{row_name(df, pos, where)}, column {name!r}: got "
+                                f"{values[pos]}; expected a finite number")
+            extra = np.array([])
+            if also is not None and name in also.columns:
+                extra = pd.to_numeric(also[name], errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan)
+            feats.append(_numeric_feature(name, values, extra[np.isfinite(extra)]))
             continue
-        text = col.astype("string")
-        numbers = pd.to_numeric(text, errors="coerce")
-        non_null = int(text.notna().sum())
-        parsed = int(numbers.notna().sum())
-        if non_null and parsed >= 0.9 * non_null:
-            bad = numbers.isna() & text.notna()
-            row = int(np.flatnonzero(bad.to_numpy())[0]) + 1 if bad.any() else int(
-                np.flatnonzero(text.isna().to_numpy())[0]) + 1
-            raise DataError(f"{where}, row {row}, column {name!r}: expected a number, "
-                            f"got {col.iloc[row - 1]!r}")
         n_values = int(text.nunique(dropna=True))
         if n_values > max_categories:
             notes.append(f"column {name!r} left out: text with {n_values:,} distinct values "
@@ -141,11 +156,9 @@ def infer_schema(
     return FeatureSchema(features=tuple(feats), label=LABEL, benign_label=benign_label)
 
 
-def _numeric_feature(name: str, values: np.ndarray) -> Feature:
-    finite = values[np.isfinite(values)]
-    if finite.size != values.size:
-        raise DataError(f"column {name!r}: infinite values; replace them or drop the column")
-    lo, hi = float(finite.min()), float(finite.max())
+def _numeric_feature(name: str, finite: np.ndarray, extra: np.ndarray) -> Feature:
+    both = np.concatenate([finite, extra]) if extra.size else finite
+    lo, hi = float(both.min()), float(both.max())
     whole = bool(np.array_equal(np.floor(finite), finite))
     if whole and lo >= 0 and hi <= 1:
         return Feature(name, FeatureKind.BINARY)
@@ -200,7 +213,9 @@ def load_tabular(
         raise ConfigError("tabular: pass the file to read (path=... or --root FILE)")
     notes: list[str] = []
     train_df = read_table(source, label_column=label_column, delimiter=delimiter)
-    notes.append(f"file {train_df.attrs['path']}")
+    where = str(train_df.attrs["path"])
+    tag_source(train_df, where)
+    notes.append(f"file {where}")
     labels = train_df[label_column]
     if benign_label is None:
         present = set(labels.unique())
@@ -218,15 +233,16 @@ def load_tabular(
     benign = str(benign_label)
     if drop_duplicates:
         attrs = dict(train_df.attrs)
-        train_df = drop_duplicate_rows(train_df, list(train_df.columns), split="file",
+        train_df = drop_duplicate_rows(train_df, _data_columns(train_df), split="file",
                                        notes=notes)
         train_df.attrs.update(attrs)
         labels = train_df[label_column]
     if test_path is not None:
         test_df = read_table(test_path, label_column=label_column, delimiter=delimiter)
+        tag_source(test_df, test_df.attrs["path"])
         notes.append(f"test file {test_df.attrs['path']}")
         if drop_duplicates:
-            test_df = drop_duplicate_rows(test_df, list(test_df.columns), split="test file",
+            test_df = drop_duplicate_rows(test_df, _data_columns(test_df), split="test file",
                                           notes=notes)
     else:
         attrs = dict(train_df.attrs)
@@ -238,17 +254,15 @@ def load_tabular(
         schema = FeatureSchema.from_file(schema_file, columns=list(train_df.columns))
     else:
         schema = infer_schema(train_df, label_column=label_column, benign_label=benign,
-                              max_categories=max_categories, notes=notes)
+                              max_categories=max_categories, notes=notes, also=test_df)
         if schema_file is not None:
             schema = FeatureSchema.from_file(schema_file, base=schema,
                                              columns=list(train_df.columns))
-    schema = FeatureSchema(features=schema.features, label=LABEL, benign_label=benign,
-                           relations=schema.relations)
+    schema = replace(schema, label=LABEL, benign_label=benign)
     missing = [c for c in [*schema.names, label_column] if c not in test_df.columns]
     if missing:
         raise DataError(f"{test_df.attrs.get('path', 'test table')}: no column {missing[0]!r} "
                         f"(the training table has it)")
-    train_df, test_df = coerce_dtypes(train_df, schema), coerce_dtypes(test_df, schema)
     raw_name = "raw_label" if label_column == LABEL else label_column
     for table in (train_df, test_df):
         raw = table[label_column].astype("string")
@@ -266,7 +280,12 @@ def load_tabular(
     else:
         classes = order_classes(benign, train_df[LABEL], test_df[LABEL])
     return finish(name=NAME, train=train_df, test=test_df, schema=schema, scheme=scheme,
-                  classes=classes, notes=notes, extra=(raw_name,))
+                  classes=classes, notes=notes, extra=(raw_name,), label_column=label_column,
+                  source=where)
+
+
+def _data_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c not in SOURCE_COLUMNS]
 
 
 def _has_feature_list(schema_file: str | Path) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from advsec.datasets._checks import check_labels, tag_source
 from advsec.datasets._common import (
     LABEL,
     builtin_schema,
@@ -68,12 +69,9 @@ def _read_partition(path: Path) -> pd.DataFrame:
         row = int(np.flatnonzero(bad)[0]) + 1
         raise DataError(
             f"{path}, row {row}, column 'label': expected 0 or 1, got {labels[row - 1]}")
-    cat = df[ATTACK_CAT].astype("string").str.strip()
-    if cat.isna().any():
-        row = int(np.flatnonzero(cat.isna().to_numpy())[0]) + 1
-        raise DataError(f"{path}, row {row}, column 'attack_cat': empty value")
-    df[ATTACK_CAT] = cat
-    return df
+    check_labels(df, ATTACK_CAT, fallback=str(path))
+    df[ATTACK_CAT] = df[ATTACK_CAT].astype("string").str.strip()
+    return tag_source(df, path)
 
 
 @register(
@@ -164,4 +162,6 @@ def load_unsw_nb15(
     else:
         classes = order_classes("Normal", train_df[LABEL], test_df[LABEL])
     return finish(name=NAME, train=train_df, test=test_df, schema=schema, scheme=scheme,
-                  classes=classes, notes=notes, extra=(ATTACK_CAT,))
+                  classes=classes, notes=notes, extra=(ATTACK_CAT,),
+                  label_column=_RAW_LABEL if scheme == "binary" else ATTACK_CAT,
+                  source=str(paths[0]) if len(paths) == 1 else NAME)

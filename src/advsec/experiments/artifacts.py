@@ -5,11 +5,19 @@
 ``adversarial.safetensors``, ``meta.json`` and a ``DONE`` marker; the folder is staged and
 renamed into place only when complete (:func:`advsec.runio.atomic_run_dir`). Reading them back
 is :mod:`advsec.reporting.combos` (re-exported here).
+
+Also the rest of what a run keeps in its staging folder, safe against ``kill -9``: models saved
+in one rename each (:func:`save_model`, checked on resume by :func:`check_saved_model`), the
+leftovers of a killed write discarded (:func:`discard_leftovers`), and the configuration a
+staging folder or a finished run directory was made with (:func:`check_same_config`,
+:func:`finished_run`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +27,17 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
+from advsec.errors import AdvsecError, ConfigError
 from advsec.evaluation import Sweep, confusion
+from advsec.experiments.config import ExperimentConfig
+from advsec.features.space import FeatureSpace
+from advsec.models import Detector
 from advsec.reporting.combos import TABLES, combo_dir, concat_frames, gather, read_combo
 from advsec.runio import atomic_run_dir
 
-__all__ = ["TABLES", "CombinationResult", "combo_dir", "gather", "read_combo", "write_combo"]
+__all__ = ["TABLES", "CombinationResult", "check_same_config", "check_saved_model", "combo_dir",
+           "discard_leftovers", "finished_run", "gather", "read_combo", "save_model",
+           "write_combo"]
 
 
 @dataclass
@@ -119,3 +133,79 @@ def write_combo(stage: Path, key: str, res: CombinationResult) -> Path:
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         (tmp / "DONE").write_text("complete\n")
     return final
+
+
+# ---------------------------------------------------------------------- models and leftovers
+def save_model(det: Detector, path: Path, space: FeatureSpace) -> Detector:
+    """Save ``det`` as ``path.safetensors`` + ``path.json`` atomically (written under a
+    temporary name and renamed, the JSON last: a JSON present means a complete model), and
+    load it back: predictions are the same whether trained now or loaded on resume."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    weights, meta = det.save(tmp, feature_space=space)
+    os.replace(weights, path.with_name(path.name + weights.suffix))
+    os.replace(meta, path.with_name(path.name + meta.suffix))
+    return Detector.load(path)
+
+
+def check_saved_model(path: Path, *, n_inputs: int, classes: list[str],
+                      hidden: list[int]) -> None:
+    """A ConfigError when the model saved at ``path`` (if any) does not load or does not fit
+    ``n_inputs`` encoded columns, the sorted training ``classes`` and the ``hidden`` sizes."""
+    if not path.with_suffix(".json").exists():
+        return
+    try:
+        det = Detector.load(path)
+    except AdvsecError as exc:
+        raise ConfigError(f"{exc}; run without --resume to start over") from None
+    got = sorted(str(c) for c in det.classes_)
+    problem = (f"{det.n_features_in_} inputs, the data encode to {n_inputs}"
+               if det.n_features_in_ != n_inputs else
+               f"classes {got}, the data have {classes}" if got != classes else
+               f"hidden {list(det.hidden)}, the configuration says {hidden}"
+               if list(det.hidden) != list(hidden) else None)
+    if problem:
+        raise ConfigError(f"{path.with_suffix('.json')}: the saved model does not fit this "
+                          f"run ({problem}); run without --resume to start over")
+
+
+def discard_leftovers(stage: Path) -> None:
+    """Remove what a killed write left in ``stage``: temporary model files, the temporary
+    files of :func:`advsec.runio.atomic_file` (report, tables, figures) and hidden staging or
+    replaced folders in ``combos/``."""
+    for pattern in ("models/.*.tmp.*", ".*.tmp", "figures/.*.tmp"):
+        for tmp in stage.glob(pattern):
+            tmp.unlink(missing_ok=True)
+    for old in (stage / "combos").glob(".*"):
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- configurations
+
+def finished_run(out: str | Path, cfg: ExperimentConfig) -> bool:
+    """Whether ``out`` is a finished run directory of ``cfg`` (a ConfigError when it is one of
+    another configuration; False when it does not exist or is no run directory)."""
+    out = Path(out)
+    try:
+        previous = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if previous != json.loads(cfg.model_dump_json()):
+        raise ConfigError(f"{out}: holds a finished run of a different configuration (use "
+                          "--force to replace it, or another --out)")
+    return True
+
+
+def check_same_config(stage: Path, cfg: ExperimentConfig) -> None:
+    """Refuse to resume a staging folder whose finished work (combinations or saved models)
+    used another configuration."""
+    previous = stage / "config.json"
+    if not previous.exists() or not (any((stage / "combos").glob("*/DONE"))
+                                     or any((stage / "models").glob("*.json"))):
+        return
+    try:
+        same = json.loads(previous.read_text()) == json.loads(cfg.model_dump_json())
+    except ValueError:
+        same = False
+    if not same:
+        raise ConfigError(f"{stage}: the interrupted run used a different configuration; "
+                          "run without --resume to start over")

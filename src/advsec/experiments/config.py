@@ -4,6 +4,12 @@ Validated with pydantic before anything runs. Errors name the offending key and 
 
     advsec: error: nsl.toml, line 14: attacks[1].stepz: unknown key (allowed: name, attack, ...)
 
+A file needs ``[data]`` (with ``dataset``), ``[[detectors]]`` and ``[[attacks]]``; ``[experiment]``,
+``[threat]``, ``[[defenses]]`` and ``[tracking]`` have defaults. Beyond types, what cannot work is
+refused here too: an unknown dataset or loader option, ``path`` without a CSV/Parquet dataset (or
+``root`` with one), an L∞ eps over 1 (eps is a fraction of each feature's range), a surrogate that
+is not an MLP of the file.
+
 Example::
 
     [experiment]
@@ -29,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -50,6 +57,8 @@ from advsec.errors import ConfigError
 from advsec.experiments.tomlio import tomllib
 
 __all__ = [
+    "FILE_DATASETS",
+    "REQUIRED_SECTIONS",
     "AttackConfig",
     "DataConfig",
     "DefenseConfig",
@@ -72,6 +81,30 @@ class ExperimentMeta(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
 
 
+#: ``[data] dataset`` values that read one labelled table (``path``, ``label_column``)
+FILE_DATASETS = ("csv", "parquet", "tabular")
+#: loader options the runner sets itself (from [data] keys and [experiment] seeds)
+_MANAGED_DATA_OPTIONS = frozenset({"seed", "root", "path", "test_path", "label_column",
+                                   "benign_label", "scheme", "schema_file"})
+
+
+def _at(where: tuple[str, ...], msg: str) -> PydanticCustomError:
+    """A validation error located at ``where`` below the model raising it (with its line)."""
+    return PydanticCustomError("advsec_at", "{msg}", {"at": list(where), "msg": msg})
+
+
+def _loader_options(dataset: str) -> set[str]:
+    """The keyword options of ``dataset``'s loader an experiment file may set in ``options``."""
+    import inspect
+
+    from advsec.datasets import get_loader
+
+    name = "tabular" if dataset in FILE_DATASETS else dataset
+    params = inspect.signature(get_loader(name).loader).parameters.values()
+    return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            } - _MANAGED_DATA_OPTIONS
+
+
 class DataConfig(_Strict):
     """``[data]``: a registered dataset (name + root) or a CSV/Parquet file (path + label)."""
 
@@ -88,10 +121,33 @@ class DataConfig(_Strict):
     max_train_rows: int | None = Field(None, ge=10)
     max_eval_rows: int | None = Field(2000, ge=10)
 
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from advsec.datasets import registered
+
+        known = sorted({*registered(), *FILE_DATASETS})
+        if v not in known:
+            raise ValueError(f"unknown dataset {v!r}; known: {', '.join(known)}")
+        return v
+
     @model_validator(mode="after")
     def _file_needs_label(self) -> DataConfig:
-        if self.dataset in ("csv", "parquet", "tabular") and not (self.path and self.label_column):
+        if self.dataset in FILE_DATASETS and not (self.path and self.label_column):
             raise ValueError("a CSV/Parquet dataset needs 'path' and 'label_column'")
+        if self.dataset not in FILE_DATASETS:
+            for key in ("path", "test_path", "label_column"):
+                if getattr(self, key) is not None:
+                    raise _at((key,), f"only for dataset = \"csv\" or \"parquet\" (dataset "
+                              f"{self.dataset!r} reads its own files from 'root')")
+        elif self.root is not None:
+            raise _at(("root",), "not used with a CSV/Parquet dataset (set 'path')")
+        allowed = _loader_options(self.dataset)
+        for key in self.options:
+            if key not in allowed:
+                what = ("set seeds in [experiment]" if key == "seed" else
+                        f"allowed: {', '.join(sorted(allowed))}" if allowed else "none allowed")
+                raise _at(("options", key), f"unknown option of dataset {self.dataset!r} ({what})")
         return self
 
 
@@ -209,7 +265,7 @@ class DefenseConfig(_Strict):
     method: str
     name: str | None = None
     attack: str = "fgsm"
-    eps: float = Field(0.1, gt=0)
+    eps: float = Field(0.1, gt=0, le=1)
     steps: int = Field(7, ge=1)
     epochs: int = Field(10, ge=1)
     ratio: float = Field(1.0, gt=0)
@@ -269,10 +325,20 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"attack names must be unique, got {labels} (set 'name')")
         if not any(d.kind == "mlp" for d in self.detectors):
             raise ValueError("at least one detector must be an advsec MLP (kind = 'mlp')")
-        for d in self.detectors:
+        mlps = [d.name for d in self.detectors if d.kind == "mlp"]
+        for i, d in enumerate(self.detectors):
             if d.surrogate is not None and d.surrogate not in names:
                 raise ValueError(f"detector {d.name!r}: surrogate {d.surrogate!r} is not a "
                                  "detector of this file")
+            if d.surrogate is not None and d.surrogate not in mlps:
+                raise _at(("detectors", str(i), "surrogate"),
+                          f"{d.surrogate!r} is not an MLP detector (the surrogate is attacked "
+                          f"white-box; MLPs here: {', '.join(mlps)})")
+        linf = [a.label for a in self.attacks if a.options().get("norm", "linf") == "linf"]
+        if linf and self.threat.eps[-1] > 1:
+            raise _at(("threat", "eps"),
+                      f"{self.threat.eps[-1]:g} is over 1, but an L-inf eps is a fraction of "
+                      f"each feature's range (0.05 = 5 %); attacks {', '.join(linf)} are L-inf")
         return self
 
 
@@ -282,15 +348,21 @@ def parse_config(text: str, *, source: str = "<config>") -> ExperimentConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    _check_sections(data, text, source)
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
+        if err["type"] == "advsec_at":
+            loc = (*loc, *(int(p) if str(p).isdigit() else p
+                           for p in (err.get("ctx") or {}).get("at", [])))
         where = _dotted(loc)
         line = _line_of(text, loc)
         at = f", line {line}" if line else ""
-        if err["type"] in ("unknown_option", "bad_option"):
+        if err["type"] == "advsec_at":
+            msg = f"{where}: {(err.get('ctx') or {}).get('msg')}"
+        elif err["type"] in ("unknown_option", "bad_option"):
             ctx = err.get("ctx") or {}
             key_loc = (*loc, str(ctx.get("key")))
             where, line = _dotted(key_loc), _line_of(text, key_loc)
@@ -308,12 +380,40 @@ def parse_config(text: str, *, source: str = "<config>") -> ExperimentConfig:
             text_msg = str(err["msg"]).removeprefix("Value error, ")
             msg = f"{where}: {text_msg}" if where else text_msg
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{source}{at}: {msg}{more}") from None
+        text_out = f"{source}{at}: {msg}{more}"
+        raise ConfigError(text_out.replace("\r", "\\r").replace("\n", "\\n")) from None
+
+
+#: the sections every experiment file must have, and what each one says
+REQUIRED_SECTIONS = {"data": ("[data]", "the dataset"),
+                     "detectors": ("[[detectors]]", "the models to attack"),
+                     "attacks": ("[[attacks]]", "the attacks to run")}
+
+
+def _check_sections(data: dict[str, Any], text: str, source: str) -> None:
+    """A one-line ConfigError for an empty file, a missing section or ``[data]`` without
+    ``dataset`` (nothing falls back to a default study)."""
+    need = " and ".join(", ".join(h for h, _ in REQUIRED_SECTIONS.values()).rsplit(", ", 1))
+    if not data:
+        raise ConfigError(f"{source}: empty experiment file (it needs {need}; see examples/)")
+    missing = [k for k in REQUIRED_SECTIONS if k not in data]
+    if missing:
+        what = "; ".join(f"{REQUIRED_SECTIONS[k][0]} ({REQUIRED_SECTIONS[k][1]})"
+                         for k in missing)
+        raise ConfigError(f"{source}: missing {what}; an experiment file needs {need}")
+    d = data["data"]
+    if isinstance(d, dict) and "dataset" not in d:
+        line = _line_of(text, ("data",))
+        raise ConfigError(f"{source}{f', line {line}' if line else ''}: data.dataset: missing "
+                          "(a registered dataset such as \"synthetic\" or \"nsl-kdd\", or "
+                          "\"csv\" / \"parquet\" with path and label_column)")
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read and validate an experiment TOML file; relative data paths resolve against it."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, expected an experiment TOML file")
     if not p.is_file():
         raise ConfigError(f"{p}: experiment file not found")
     try:
@@ -332,13 +432,20 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 # ---------------------------------------------------------------------- error locations
+_BARE_KEY = re.compile(r"[A-Za-z0-9_\-]+")
+
+
 def _dotted(loc: tuple[Any, ...]) -> str:
+    """``("attacks", 1, "steps")`` -> ``attacks[1].steps``; a key that is not a bare TOML key
+    is quoted as TOML writes it (``data.options."a\\nb"``), so a message stays one line."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            key = str(part)
+            key = key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+            out += ("." if out else "") + key
     return out
 
 

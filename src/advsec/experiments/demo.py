@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from advsec.attacks import FGSM
 from advsec.datasets import load
+from advsec.errors import DataError
 from advsec.evaluation import confusion, detection_metrics, evaluate_attack
 from advsec.experiments.stages import ProgressFn, StageTimer
 from advsec.experiments.tomlio import dumps_toml
@@ -38,7 +39,7 @@ from advsec.reporting import (
     table_html,
 )
 from advsec.reporting.html import json_records, versions
-from advsec.runio import atomic_run_dir, run_log
+from advsec.runio import atomic_run_dir, check_new_run_dir, log_buffer, run_log
 
 __all__ = ["DEFAULT_EPS", "DemoConfig", "DemoResult", "run_demo"]
 
@@ -129,17 +130,21 @@ def run_demo(
     t_start = time.perf_counter()
     clock = StageTimer(_STAGES, progress=progress, keys=_TIMING_KEYS, logger=log)
     timings = clock.seconds
+    check_new_run_dir(out, force=force)
 
-    with atomic_run_dir(out, force=force) as tmp, run_log(tmp / "run.log"):
+    # the data are made and checked before the run directory is: a bad setting creates nothing
+    with log_buffer() as early:
         clock.start(0)
         ds = load("synthetic", rows=cfg.rows, seed=cfg.seed,
                   malicious_share=cfg.malicious_share, separation=cfg.separation,
                   noise=cfg.noise, test_size=cfg.test_size)
+        _check_splits(ds)
 
         clock.start(1)
         space = FeatureSpace(ds.schema).fit(ds.train)
         x_train, x_test = space.encode(ds.train), space.encode(ds.test)
 
+    with atomic_run_dir(out, force=force) as tmp, run_log(tmp / "run.log", replay=early):
         clock.start(2)
         det = Detector(hidden=cfg.hidden, epochs=cfg.epochs, batch_size=cfg.batch_size,
                        lr=cfg.lr, seed=cfg.seed, device=cfg.device)
@@ -190,6 +195,17 @@ def run_demo(
                             len(ds.train), len(ds.test), space)
         (tmp / "report.html").write_text(html, encoding="utf-8")
     return DemoResult(Path(out).resolve(), sweep, clean, time.perf_counter() - t_start)
+
+
+def _check_splits(ds: Any) -> None:
+    """A one-line DataError when a split cannot be trained or scored on (too few records of a
+    class for the settings)."""
+    for split in ("train", "test"):
+        classes = sorted(set(ds.labels(split)))
+        if len(classes) < 2:
+            found = f"only {classes[0]!r}" if classes else "no records"
+            raise DataError(f"synthetic data: the {split} split has {found}; it needs benign and "
+                            "malicious records (raise --rows or --malicious-share)")
 
 
 def _figures(

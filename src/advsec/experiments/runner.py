@@ -6,11 +6,20 @@ and writes its tables into ``combos/<key>/`` of the persistent staging folder ``
 beside the run directory (:func:`advsec.runio.atomic_run_dir`), which is renamed into place once
 every combination and the report are complete. ``--resume`` reuses finished combinations from
 the staging folder, so a killed run loses at most the one in flight.
+
+What can be known before the run starts is checked before the staging folder exists
+(:func:`validate_run`; its log goes into ``run.log`` afterwards): the tracker, the data of every
+seed (files exist and parse, labels present, two classes or more to train on, the benign label
+among them, a test split), every attack under every threat model and, when resuming, the staging
+folder's configuration and saved models. Crash safety (``kill -9`` anywhere, then ``--resume``):
+a combination's folder, each model (its ``.json`` last) and the configuration files appear in
+one rename, the report is rebuilt, leftovers of a killed write are discarded, and every random
+draw is seeded, so the resumed ``sweep.csv`` equals an uninterrupted run's (``seconds`` aside).
+The scikit-learn baselines run on one BLAS thread (OpenBLAS results depend on the thread count).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,17 +33,26 @@ import torch
 
 from advsec.attacks import FixedInputs, make_attack
 from advsec.datasets import Dataset, load
-from advsec.errors import ConfigError
+from advsec.errors import AdvsecError, ConfigError, DataError
 from advsec.evaluation import attack_success_rate, detection_metrics, evaluate_attack
+from advsec.experiments import artifacts
 from advsec.experiments.artifacts import CombinationResult, combo_dir, write_combo
 from advsec.experiments.baselines import fit_baseline
-from advsec.experiments.config import DefenseConfig, DetectorConfig, ExperimentConfig
+from advsec.experiments.config import FILE_DATASETS, DefenseConfig, DetectorConfig, ExperimentConfig
 from advsec.experiments.hardening import harden
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
-from advsec.runio import atomic_run_dir, check_new_run_dir, run_log, staging_dir
+from advsec.runio import (
+    atomic_run_dir,
+    check_new_run_dir,
+    log_buffer,
+    run_log,
+    staging_dir,
+    write_text,
+)
 
-__all__ = ["Combination", "RunResult", "load_dataset", "plan", "run_experiment", "staging_dir"]
+__all__ = ["Combination", "RunResult", "load_dataset", "plan", "run_experiment", "staging_dir",
+           "validate_run"]
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +76,14 @@ class Combination:
 
 @dataclass
 class RunResult:
-    """Where the run went and how long it took."""
+    """Where the run went and how long it took (``nothing_to_do``: ``--resume`` found the run
+    directory already complete and did nothing)."""
 
     out: Path
     combinations: int
     reused: int
     seconds: float
+    nothing_to_do: bool = False
 
 
 def plan(cfg: ExperimentConfig) -> list[Combination]:
@@ -84,55 +104,109 @@ def run_experiment(
 ) -> RunResult:
     """Run every combination of ``cfg`` and write the run directory ``out``.
 
+    Everything is validated (:func:`validate_run`) before the staging folder is created; a
+    failure after that keeps the staging folder for ``resume`` and never leaves ``out``
+    half-written.
+
     Args:
         config_text: the TOML source, copied to ``config.toml``.
-        resume: reuse finished combinations of an interrupted run of the same configuration.
+        resume: reuse finished combinations of an interrupted run of the same configuration;
+            when ``out`` is already a finished run of it, do nothing (``nothing_to_do``).
         force: replace an existing ``out``.
         progress: ``fn(stage, k, n)`` called as work advances.
     """
     t0 = time.perf_counter()
     out = Path(out).resolve()
     report = progress or (lambda s, k, n: None)
-    check_new_run_dir(out, force=force)
-    from advsec.experiments.tracking import check_tracking
-
-    check_tracking(cfg)
     combos = plan(cfg)
-    with atomic_run_dir(out, force=force, persistent=True, resume=resume) as stage:
-        _check_same_config(stage, cfg)
-        (stage / "config.toml").write_text(
-            config_text or "# configuration given programmatically\n")
-        (stage / "config.json").write_text(cfg.model_dump_json(indent=2))
-        with run_log(stage / "run.log"):
-            reused = _run_combinations(cfg, combos, stage, report)
-            report("report", len(combos), len(combos))
-            from advsec.reporting.run_report import build_run_report
+    if resume and not force and artifacts.finished_run(out, cfg):
+        log.info("%s: already complete, nothing to do", out)
+        return RunResult(out, len(combos), len(combos), 0.0, nothing_to_do=True)
+    check_new_run_dir(out, force=force)
+    with log_buffer() as checks:
+        report("checking", 0, len(combos))
+        prepared = validate_run(cfg, out=out, resume=resume)
+    with atomic_run_dir(out, force=force, persistent=True, resume=resume) as stage, \
+            run_log(stage / "run.log", replay=checks):
+        artifacts.discard_leftovers(stage)
+        write_text(stage / "config.toml", config_text or "# configuration given programmatically\n")
+        write_text(stage / "config.json", cfg.model_dump_json(indent=2))  # atomic: read on resume
+        reused = _run_combinations(cfg, combos, stage, report, prepared)
+        report("report", len(combos), len(combos))
+        log.info("report: building")
+        from advsec.reporting.run_report import build_run_report
 
-            build_run_report(stage)
-            _track(cfg, stage)
+        build_run_report(stage)
+        _track(cfg, stage)
     return RunResult(out, len(combos), reused, time.perf_counter() - t0)
 
 
+def validate_run(cfg: ExperimentConfig, *, out: str | Path,
+                 resume: bool = False) -> dict[int, _Prepared]:
+    """Check everything a run of ``cfg`` into ``out`` needs, creating nothing; returns the
+    prepared data by seed (kept for the run when it is small).
+
+    Raises one-line :class:`~advsec.errors.AdvsecError` s: a tracker that is not installed,
+    data that do not load (the loaders' errors), a training split with fewer than two
+    classes, the benign label missing from it, an empty test split, an attack that cannot be
+    built for a threat model, and when resuming a staging folder of another configuration or
+    with saved models that do not fit the data.
+    """
+    from advsec.experiments.tracking import check_tracking
+
+    check_tracking(cfg)
+    stage = staging_dir(Path(out).resolve())
+    resuming = resume and stage.is_dir()
+    if resuming:
+        artifacts.check_same_config(stage, cfg)
+    prepared: dict[int, _Prepared] = {}
+    size = 0
+    for seed in cfg.experiment.seeds:
+        log.info("checking the data of seed %d", seed)
+        try:
+            p = _prepare(cfg, seed)
+        except AdvsecError as exc:  # name the data when the loader's message does not
+            d, msg, name = cfg.data, str(exc), _data_name(cfg)
+            if msg.startswith(name) or any(str(v) in msg for v in (d.path, d.root) if v):
+                raise
+            raise type(exc)(f"[data] {name}, seed {seed}: {msg}") from None
+        _check_attacks(cfg, p, seed)
+        if resuming:
+            _check_models(cfg, p, seed, stage)
+        size += p.x_train.nbytes + p.x_test.nbytes
+        if not prepared or size <= _KEEP_PREPARED_BYTES:
+            prepared[seed] = p
+    return prepared
+
+
+#: prepared data of later seeds are kept from the checks for the run up to this size
+_KEEP_PREPARED_BYTES = 512 * 2**20
+
+
 def _run_combinations(cfg: ExperimentConfig, combos: list[Combination], stage: Path,
-                      report: ProgressFn) -> int:
-    """Run every combination not finished in ``stage`` yet; returns how many were reused."""
+                      report: ProgressFn, prepared: dict[int, _Prepared] | None = None) -> int:
+    """Run every combination not finished in ``stage`` yet; returns how many were reused.
+
+    ``prepared``: data already prepared by seed (a seed's entry is dropped after its last
+    combination)."""
     reused = 0
-    cache: dict[int, _Prepared] = {}
+    cache = prepared if prepared is not None else {}
     for k, combo in enumerate(combos):
         if (combo_dir(stage, combo.key) / "DONE").exists():
             reused += 1
             log.info("combination %d/%d %s: already complete, skipped", k + 1, len(combos),
                      combo.key)
             report(f"{combo.key} (reused)", k + 1, len(combos))
-            continue
-        report(combo.key, k, len(combos))
-        log.info("combination %d/%d: %s", k + 1, len(combos), combo.key)
-        if combo.seed not in cache:
-            cache.clear()
-            cache[combo.seed] = _prepare(cfg, combo.seed)
-        result = _run_combination(cfg, combo, cache[combo.seed], stage)
-        write_combo(stage, combo.key, result)
-        report(combo.key, k + 1, len(combos))
+        else:
+            report(combo.key, k, len(combos))
+            log.info("combination %d/%d: %s", k + 1, len(combos), combo.key)
+            if combo.seed not in cache:
+                cache[combo.seed] = _prepare(cfg, combo.seed)
+            result = _run_combination(cfg, combo, cache[combo.seed], stage)
+            write_combo(stage, combo.key, result)
+            report(combo.key, k + 1, len(combos))
+        if k + 1 == len(combos) or combos[k + 1].seed != combo.seed:
+            cache.pop(combo.seed, None)
     return reused
 
 
@@ -153,7 +227,7 @@ def load_dataset(cfg: ExperimentConfig, seed: int) -> Dataset:
     """The configured dataset with schema overrides applied (``seed`` for splits/generation)."""
     d = cfg.data
     opts: dict[str, Any] = {**d.options, "seed": seed}
-    if d.dataset in ("csv", "parquet", "tabular"):
+    if d.dataset in FILE_DATASETS:
         opts.update(path=d.path, label_column=d.label_column, test_path=d.test_path)
         if d.benign_label is not None:
             opts["benign_label"] = d.benign_label
@@ -177,9 +251,12 @@ def _prepare(cfg: ExperimentConfig, seed: int) -> _Prepared:
     ds = load_dataset(cfg, seed)
     rng = np.random.default_rng(seed)
     train = ds.train
+    cut = ""
     if cfg.data.max_train_rows and len(train) > cfg.data.max_train_rows:
         train = train.iloc[np.sort(rng.choice(len(train), cfg.data.max_train_rows,
                                               replace=False))]
+        cut = f" (max_train_rows = {cfg.data.max_train_rows})"
+    _check_splits(cfg, ds, train, seed, cut)
     space = FeatureSpace(ds.schema).fit(train)
     x_train = space.encode(train)
     x_test = space.encode(ds.test)
@@ -191,18 +268,79 @@ def _prepare(cfg: ExperimentConfig, seed: int) -> _Prepared:
     return _Prepared(ds, space, x_train, y_train, x_test, y_test, eval_idx)
 
 
+def _data_name(cfg: ExperimentConfig) -> str:
+    """How errors name the data: the file, or the dataset (and its root)."""
+    d = cfg.data
+    if d.dataset in FILE_DATASETS:
+        return str(d.path)
+    return f"dataset {d.dataset!r}" + (f" ({d.root})" if d.root else "")
+
+
+def _check_splits(cfg: ExperimentConfig, ds: Dataset, train: pd.DataFrame, seed: int,
+                  cut: str) -> None:
+    """One-line DataErrors for splits no detector can be trained or scored on."""
+    name = _data_name(cfg)
+    if len(train) == 0:
+        raise DataError(f"{name}: the training split of seed {seed} is empty")
+    if len(ds.test) == 0:
+        raise DataError(f"{name}: the test split of seed {seed} is empty")
+    if ds.label not in train.columns:
+        raise DataError(f"{name}: no label column {ds.label!r}")
+    classes = sorted(train[ds.label].astype(str).unique())
+    if len(classes) < 2:
+        raise DataError(f"{name}: the training split of seed {seed}{cut} has a single class "
+                        f"({classes[0]!r}); a detector needs at least two")
+    if str(ds.benign_label) not in classes:
+        raise DataError(f"{name}: the benign label {ds.benign_label!r} does not occur in the "
+                        f"training split of seed {seed}{cut} (classes: {', '.join(classes)}); "
+                        "set [data] benign_label")
+
+
+def _check_attacks(cfg: ExperimentConfig, p: _Prepared, seed: int) -> None:
+    """Build every attack under every threat model once (nothing is run)."""
+    classes = sorted(set(p.y_train))
+    benign = classes.index(str(p.ds.benign_label))
+    for threat in cfg.threat.constraints:
+        for i, a in enumerate(cfg.attacks):
+            try:
+                make_attack(a.attack, eps=cfg.threat.eps, seed=seed,
+                            feature_space=p.space if threat == "valid" else None,
+                            evasion=cfg.threat.mode == "evasion", benign_class=benign,
+                            **a.options())
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"attacks[{i}] ({a.label}), {threat!r} threat: "
+                                  f"{exc}") from None
+
+
+def _model_paths(cfg: ExperimentConfig, seed: int) -> list[tuple[DetectorConfig, str]]:
+    """The detector and file name (in ``models/``) of every model a run of ``seed`` saves."""
+    out = []
+    for d in (d for d in cfg.detectors if d.kind == "mlp"):
+        out.append((d, f"{d.name}-s{seed}"))
+        out.extend((d, f"{d.name}-{f.label}-s{seed}") for f in cfg.defenses)
+    return out
+
+
+def _check_models(cfg: ExperimentConfig, p: _Prepared, seed: int, stage: Path) -> None:
+    """The models an interrupted run saved must load and fit the data and the detector."""
+    classes = sorted(set(p.y_train))
+    for d, name in _model_paths(cfg, seed):
+        artifacts.check_saved_model(stage / "models" / name, n_inputs=p.x_train.shape[1],
+                                    classes=classes, hidden=d.hidden)
+
+
 # ---------------------------------------------------------------------- one combination
 def _train_mlp(d: DetectorConfig, seed: int, p: _Prepared, stage: Path) -> Detector:
     """The MLP of detector ``d`` for ``seed``: loaded from ``stage/models`` or trained and saved."""
     path = stage / "models" / f"{d.name}-s{seed}"
     if path.with_suffix(".json").exists():
         return Detector.load(path)
+    log.info("training %s, seed %d", d.name, seed)
     det = Detector(hidden=d.hidden, dropout=d.dropout, epochs=d.epochs, batch_size=d.batch_size,
                    lr=d.lr, weight_decay=d.weight_decay, validation_split=d.validation_split,
                    patience=d.patience, seed=seed, device="cpu")
     det.fit(p.x_train, p.y_train)
-    det.save(path, feature_space=p.space)
-    return Detector.load(path)  # identical predictions whether trained now or on resume
+    return artifacts.save_model(det, path, p.space)
 
 
 def _run_combination(
@@ -217,10 +355,10 @@ def _run_combination(
         if path.with_suffix(".json").exists():
             det = Detector.load(path)
         else:
+            log.info("%s: hardening with %s", combo.key, combo.defense.label)
             det = harden(base, combo.defense, p.x_train, p.y_train, space=p.space,
                          seed=combo.seed)
-            det.save(path, feature_space=p.space)
-            det = Detector.load(path)
+            det = artifacts.save_model(det, path, p.space)
     classes = [str(c) for c in det.classes_]
     if p.ds.benign_label not in classes:
         raise ConfigError(f"benign label {p.ds.benign_label!r} is not among the classes {classes}")
@@ -245,6 +383,7 @@ def _run_combination(
     for threat in cfg.threat.constraints:
         correct_all: dict[float, np.ndarray] = {}
         for a in cfg.attacks:
+            log.info("%s: attack %s, %s threat", combo.key, a.label, threat)
             attack = make_attack(
                 a.attack, eps=cfg.threat.eps, seed=combo.seed,
                 feature_space=p.space if threat == "valid" else None,
@@ -292,7 +431,20 @@ def _baselines(
     """Train scikit-learn baselines and score them on examples crafted against this MLP.
 
     Each (threat, attack) is crafted once against the surrogate and scored on every baseline.
+    numpy/scipy matrix products run on one BLAS thread here (OpenBLAS results depend on the
+    thread count; torch's are not affected): the same seed gives the same numbers anywhere.
     """
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _score_baselines(cfg, combo, p, surrogate, x_eval, y_eval, benign, meta)
+
+
+def _score_baselines(
+    cfg: ExperimentConfig, combo: Combination, p: _Prepared, surrogate: Detector,
+    x_eval: torch.Tensor, y_eval: torch.Tensor, benign: int, meta: dict[str, Any],
+) -> list[pd.DataFrame]:
+    """:func:`_baselines` without the thread limit."""
     out: list[pd.DataFrame] = []
     crafted: dict[tuple[str, str], Any] = {}
     evasion = cfg.threat.mode == "evasion"
@@ -300,6 +452,7 @@ def _baselines(
     for b in cfg.detectors:
         if b.kind == "mlp" or (b.surrogate or combo.detector.name) != combo.detector.name:
             continue
+        log.info("%s: baseline %s", combo.key, b.name)
         model = fit_baseline(b, p.x_train, p.y_train, seed=combo.seed)
         classes = [str(c) for c in model.classes_]
         benign_b = classes.index(str(p.ds.benign_label))
@@ -335,15 +488,6 @@ def _baselines(
 
 
 # ---------------------------------------------------------------------- housekeeping
-def _check_same_config(stage: Path, cfg: ExperimentConfig) -> None:
-    """Refuse to resume a staging folder whose finished combinations used another configuration."""
-    previous = stage / "config.json"
-    if (previous.exists() and any((stage / "combos").glob("*/DONE"))
-            and json.loads(previous.read_text()) != json.loads(cfg.model_dump_json())):
-        raise ConfigError(f"{stage}: the interrupted run used a different configuration; "
-                          "run without --resume to start over")
-
-
 def _track(cfg: ExperimentConfig, stage: Path) -> None:
     """Log the finished run to MLflow when ``[tracking] mlflow`` is on."""
     if not cfg.tracking.mlflow:

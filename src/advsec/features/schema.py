@@ -3,6 +3,33 @@
 A :class:`FeatureSchema` describes the raw table (one row per record, one column per feature)
 before any encoding. It is plain data: it round-trips through JSON/TOML dictionaries so that a
 dataset's defaults can live in a schema file and a user can override them.
+
+Schema-file reference (TOML; YAML with the same structure). Every key is type-checked and an
+unknown key is an error; each problem is a one-line :class:`SchemaError` naming the file and the
+key (``features[3]``, ``override.src_bytes.lower``, ...).
+
+Top level:
+
+- ``features``: list of feature tables (the complete, ordered schema), or absent to change the
+  dataset's built-in schema with ``override`` / ``drop``.
+- ``override``: ``{feature name: table}`` of fields to change; ``drop``: list of feature names.
+- ``relations`` (replace) / ``add_relations`` (append): lists of relation tables
+  (:mod:`advsec.features.constraints`).
+- ``label``, ``benign_label``: strings (``benign_label`` may be an integer); ``description``.
+- ``on_bound_violation``: ``"error"`` (the default) or ``"clip"``, for every feature that does
+  not set its own in this file.
+
+A feature table: ``name`` (string, required), ``kind`` (``continuous``, ``integer``, ``binary``,
+``categorical``; required), ``lower`` / ``upper`` (finite numbers, ``lower <= upper``; binary
+features are always [0, 1]), ``mutable`` (boolean), ``transform`` (``"none"``, ``"log1p"``,
+which needs ``lower >= 0``), ``categories`` (list of labels, categorical only), ``description``
+(string) and ``on_bound_violation``.
+
+``on_bound_violation`` says what loading does with a value outside ``[lower, upper]``:
+``"error"`` (default) stops with a :class:`~advsec.errors.DataError` naming the file, the row,
+the column and the bound; ``"clip"`` replaces the value by the bound, and the loader logs a
+warning and adds a note with how many values of each column were clipped. NaN and infinite values
+in numeric features are always an error.
 """
 
 from __future__ import annotations
@@ -17,7 +44,7 @@ from typing import Any
 
 from advsec.errors import SchemaError
 
-__all__ = ["Feature", "FeatureKind", "FeatureSchema", "read_schema_file"]
+__all__ = ["BOUND_POLICIES", "Feature", "FeatureKind", "FeatureSchema", "read_schema_file"]
 
 
 class FeatureKind(str, Enum):
@@ -36,6 +63,19 @@ class FeatureKind(str, Enum):
 
 
 _TRANSFORMS = ("none", "log1p")
+#: Values of ``on_bound_violation``: what loading does with a value outside a feature's bounds.
+BOUND_POLICIES = ("error", "clip")
+_FEATURE_KEYS = ("name", "kind", "lower", "upper", "mutable", "transform", "categories",
+                 "description", "on_bound_violation")
+
+
+def _type_name(value: object) -> str:
+    return "a table" if isinstance(value, Mapping) else (
+        "a list" if isinstance(value, (list, tuple)) else f"{type(value).__name__} {value!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -52,6 +92,8 @@ class Feature:
         transform: ``"log1p"`` compresses heavy tails before min-max scaling; ``"none"`` otherwise.
         categories: for categorical features, the known labels (optional: learned at fit time).
         description: free text for reports.
+        on_bound_violation: ``"error"`` (default) or ``"clip"``: what loading a value outside
+            ``[lower, upper]`` does (see the module docstring).
     """
 
     name: str
@@ -62,6 +104,7 @@ class Feature:
     transform: str = "none"
     categories: tuple[str, ...] | None = None
     description: str = ""
+    on_bound_violation: str = "error"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -79,11 +122,17 @@ class Feature:
                 f"feature {self.name!r}: transform must be one of {_TRANSFORMS}, "
                 f"got {self.transform!r}"
             )
+        if self.on_bound_violation not in BOUND_POLICIES:
+            raise SchemaError(
+                f"feature {self.name!r}: on_bound_violation must be one of {BOUND_POLICIES}, "
+                f"got {self.on_bound_violation!r}"
+            )
         for bound in ("lower", "upper"):
             value = getattr(self, bound)
             if value is not None:
-                if not isinstance(value, (int, float)) or math.isnan(value):
-                    raise SchemaError(f"feature {self.name!r}: {bound} must be a number")
+                if not _is_number(value) or not math.isfinite(value):
+                    raise SchemaError(f"feature {self.name!r}: {bound} must be a finite number, "
+                                      f"got {_type_name(value)}")
                 object.__setattr__(self, bound, float(value))
         if kind is FeatureKind.BINARY:
             object.__setattr__(self, "lower", 0.0)
@@ -121,29 +170,45 @@ class Feature:
             out["categories"] = list(self.categories)
         if self.description:
             out["description"] = self.description
+        if self.on_bound_violation != "error":
+            out["on_bound_violation"] = self.on_bound_violation
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Feature:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {"name", "kind", "lower", "upper", "mutable", "transform", "categories",
-                 "description"}
-        unknown = set(data) - known
+        """Inverse of :meth:`to_dict`; unknown keys and values of the wrong type are an error."""
+        if not isinstance(data, Mapping):
+            raise SchemaError(f"a feature must be a table with 'name' and 'kind', got "
+                              f"{_type_name(data)}")
+        unknown = set(data) - set(_FEATURE_KEYS)
         name = data.get("name", "?")
         if unknown:
-            raise SchemaError(f"feature {name!r}: unknown key(s) {sorted(unknown)}")
+            raise SchemaError(f"feature {name!r}: unknown key(s) {sorted(unknown)}; allowed: "
+                              f"{list(_FEATURE_KEYS)}")
         if "name" not in data or "kind" not in data:
             raise SchemaError(f"feature {name!r}: 'name' and 'kind' are required")
+        for key, types, what in (("name", str, "a string"), ("kind", str, "a string"),
+                                 ("mutable", bool, "true or false"),
+                                 ("transform", str, "a string"), ("description", str, "a string"),
+                                 ("on_bound_violation", str, "a string")):
+            if key in data and not isinstance(data[key], types):
+                raise SchemaError(f"feature {name!r}: {key} must be {what}, got "
+                                  f"{_type_name(data[key])}")
         cats = data.get("categories")
+        if cats is not None and (not isinstance(cats, (list, tuple)) or not all(
+                isinstance(c, (str, int)) and not isinstance(c, bool) for c in cats)):
+            raise SchemaError(f"feature {name!r}: categories must be a list of labels (strings "
+                              f"or integers), got {_type_name(cats)}")
         return cls(
-            name=str(data["name"]),
+            name=data["name"],
             kind=data["kind"],
             lower=data.get("lower"),
             upper=data.get("upper"),
-            mutable=bool(data.get("mutable", True)),
-            transform=str(data.get("transform", "none")),
+            mutable=data.get("mutable", True),
+            transform=data.get("transform", "none"),
             categories=tuple(cats) if cats is not None else None,
-            description=str(data.get("description", "")),
+            description=data.get("description", ""),
+            on_bound_violation=data.get("on_bound_violation", "error"),
         )
 
 
@@ -235,15 +300,26 @@ class FeatureSchema:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSchema:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; values of the wrong type are an error."""
+        if not isinstance(data, Mapping):
+            raise SchemaError(f"a schema must be a table, got {_type_name(data)}")
         if "features" not in data:
             raise SchemaError("schema has no 'features' list")
-        return cls(
-            features=tuple(Feature.from_dict(f) for f in data["features"]),
-            label=str(data.get("label", "label")),
-            benign_label=str(data.get("benign_label", "benign")),
-            relations=tuple(data.get("relations", ())),
-        )
+        entries = data["features"]
+        if not isinstance(entries, (list, tuple)):
+            raise SchemaError(f"'features' must be a list of feature tables, got "
+                              f"{_type_name(entries)}")
+        feats = []
+        for i, entry in enumerate(entries, start=1):
+            if not isinstance(entry, Mapping):
+                raise SchemaError(f"features entry #{i} must be a table with 'name' and 'kind', "
+                                  f"got {_type_name(entry)}")
+            if "name" not in entry:
+                raise SchemaError(f"features entry #{i}: 'name' is required")
+            feats.append(Feature.from_dict(entry))
+        label, benign = _label_pair(data.get("label", "label"), data.get("benign_label", "benign"))
+        return cls(features=tuple(feats), label=label, benign_label=benign,
+                   relations=_relation_list(data.get("relations", []), "relations"))
 
     @classmethod
     def from_file(
@@ -271,48 +347,12 @@ class FeatureSchema:
         path = Path(path)
         data = read_schema_file(path)
         allowed = {"features", "override", "drop", "relations", "add_relations", "label",
-                   "benign_label", "description"}
+                   "benign_label", "description", "on_bound_violation"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise SchemaError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
         try:
-            if "features" in data:
-                if not isinstance(data["features"], list):
-                    raise SchemaError("'features' must be a list of feature tables")
-                schema = cls.from_dict(
-                    {"features": data["features"],
-                     "label": data.get("label", base.label if base else "label"),
-                     "benign_label": data.get("benign_label",
-                                              base.benign_label if base else "benign"),
-                     "relations": list(base.relations) if base else []}
-                )
-            elif base is not None:
-                schema = base
-            else:
-                raise SchemaError("no 'features' list and no built-in schema to change")
-            drop = data.get("drop", [])
-            if not isinstance(drop, list):
-                raise SchemaError("'drop' must be a list of feature names")
-            missing = [str(n) for n in drop if str(n) not in schema.names]
-            if missing:
-                raise SchemaError(f"'drop' names unknown feature(s) {missing}")
-            if drop:
-                schema = schema.select([n for n in schema.names if n not in set(map(str, drop))])
-            overrides = data.get("override", {})
-            if not isinstance(overrides, Mapping):
-                raise SchemaError("'override' must be a table of per-feature tables")
-            schema = schema.with_overrides(overrides)
-            relations = list(data.get("relations", schema.relations))
-            relations += list(data.get("add_relations", []))
-            schema = replace(
-                schema,
-                relations=tuple(relations),
-                label=str(data.get("label", schema.label)),
-                benign_label=str(data.get("benign_label", schema.benign_label)),
-            )
-            from advsec.features.constraints import relations_from_schema
-
-            relations_from_schema(schema)
+            schema = cls._from_file_data(data, base)
         except SchemaError as exc:
             raise SchemaError(f"{path}: {exc}") from None
         if columns is not None:
@@ -324,10 +364,72 @@ class FeatureSchema:
                 )
         return schema
 
+    @classmethod
+    def _from_file_data(cls, data: Mapping[str, Any], base: FeatureSchema | None) -> FeatureSchema:
+        policy = data.get("on_bound_violation")
+        if policy is not None and policy not in BOUND_POLICIES:
+            raise SchemaError(f"on_bound_violation must be one of {BOUND_POLICIES}, got "
+                              f"{_type_name(policy)}")
+        if "description" in data and not isinstance(data["description"], str):
+            raise SchemaError(f"'description' must be a string, got "
+                              f"{_type_name(data['description'])}")
+        label, benign = _label_pair(
+            data.get("label", base.label if base else "label"),
+            data.get("benign_label", base.benign_label if base else "benign"))
+        if "features" in data:
+            entries = data["features"]
+            if policy is not None and isinstance(entries, list):
+                entries = [{"on_bound_violation": policy, **e} if isinstance(e, Mapping) else e
+                           for e in entries]
+            schema = cls.from_dict({"features": entries, "label": label, "benign_label": benign,
+                                    "relations": list(base.relations) if base else []})
+        elif base is not None:
+            schema = replace(base, label=label, benign_label=benign)
+            if policy is not None:
+                schema = replace(schema, features=tuple(
+                    replace(f, on_bound_violation=policy) for f in schema.features))
+        else:
+            raise SchemaError("no 'features' list and no built-in schema to change")
+        drop = data.get("drop", [])
+        if not isinstance(drop, list) or not all(isinstance(n, str) for n in drop):
+            bad = next((n for n in drop if not isinstance(n, str)), drop) if isinstance(
+                drop, list) else drop
+            raise SchemaError(f"'drop' must be a list of feature names, got {_type_name(bad)}")
+        missing = [n for n in drop if n not in schema.names]
+        if missing:
+            raise SchemaError(f"'drop' names unknown feature(s) {missing}")
+        if drop:
+            schema = schema.select([n for n in schema.names if n not in set(drop)])
+        overrides = data.get("override", {})
+        if not isinstance(overrides, Mapping):
+            raise SchemaError(f"'override' must be a table of per-feature tables, got "
+                              f"{_type_name(overrides)}")
+        for name, fields in overrides.items():
+            if not isinstance(fields, Mapping):
+                raise SchemaError(f"override.{name} must be a table of fields to change, got "
+                                  f"{_type_name(fields)}")
+        schema = schema.with_overrides(overrides)
+        relations = list(_relation_list(data["relations"], "relations")
+                         if "relations" in data else schema.relations)
+        relations += _relation_list(data.get("add_relations", []), "add_relations")
+        schema = replace(schema, relations=tuple(relations))
+        from advsec.features.constraints import relations_from_schema
+
+        try:
+            relations_from_schema(schema)
+        except SchemaError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            raise SchemaError(f"relations: invalid relation ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        return schema
+
 
 def read_schema_file(path: str | Path) -> dict[str, Any]:
     """The dictionary stored in a TOML or YAML schema file (one-line :class:`SchemaError`)."""
     path = Path(path)
+    if path.is_dir():
+        raise SchemaError(f"{path}: is a directory, expected a schema file (.toml, .yaml)")
     if not path.is_file():
         raise SchemaError(f"{path}: schema file not found")
     suffix = path.suffix.lower()
@@ -352,12 +454,33 @@ def read_schema_file(path: str | Path) -> dict[str, Any]:
             raise SchemaError(f"{path}: schema files must end in .toml, .yaml or .yml")
     except SchemaError:
         raise
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot read the schema file ({exc.strerror or exc})") from None
     except Exception as exc:  # parse errors of either format
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SchemaError(f"{path}: not a valid {suffix[1:].upper()} file: {first}") from None
     if not isinstance(data, dict):
         raise SchemaError(f"{path}: expected a table/mapping at the top level")
     return data
+
+
+def _label_pair(label: object, benign: object) -> tuple[str, str]:
+    if not isinstance(label, str) or not label:
+        raise SchemaError(f"'label' must be a column name (a string), got {_type_name(label)}")
+    if not isinstance(benign, (str, int)) or isinstance(benign, bool):
+        raise SchemaError(f"'benign_label' must be a string or an integer, got "
+                          f"{_type_name(benign)}")
+    return label, str(benign)
+
+
+def _relation_list(value: object, key: str) -> tuple[Mapping[str, Any], ...]:
+    if not isinstance(value, (list, tuple)):
+        raise SchemaError(f"'{key}' must be a list of relation tables, got {_type_name(value)}")
+    for i, rel in enumerate(value, start=1):
+        if not isinstance(rel, Mapping):
+            raise SchemaError(f"{key} entry #{i} must be a table with a 'type', got "
+                              f"{_type_name(rel)}")
+    return tuple(value)
 
 
 def _relation_features(rel: Mapping[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from advsec.errors import DataError
+from advsec.errors import ConfigError, DataError
 from advsec.models.inference import batched_logits
 from advsec.models.mlp import MLP
 
@@ -28,10 +28,24 @@ ArrayLike = np.ndarray | torch.Tensor
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``.
+
+    Raises:
+        ConfigError: for a device name torch does not know, or CUDA when this torch build or
+            machine has none.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: CUDA is not available (this torch build or "
+                          f"machine has no GPU); use cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 class Detector:

@@ -1,20 +1,27 @@
-"""Detector persistence: safetensors weights + JSON metadata. Nothing is ever unpickled."""
+"""Detector persistence: safetensors weights + JSON metadata. Nothing is ever unpickled.
+
+Loading validates both files before building anything (:func:`load_detector`): a malformed file
+is a one-line :class:`~advsec.errors.DataError` naming the file and the key or tensor.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from advsec.errors import DataError
+from advsec.errors import AdvsecError, DataError
 
-__all__ = ["FORMAT", "load_detector", "save_detector", "split_model_path"]
+__all__ = ["FORMAT", "load_detector", "load_feature_space", "save_detector", "split_model_path"]
 
 FORMAT = "advsec.detector/1"
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64", "float16", "bfloat16", "float32", "float64")
 
 
 def split_model_path(path: str | Path) -> tuple[Path, Path]:
@@ -22,6 +29,11 @@ def split_model_path(path: str | Path) -> tuple[Path, Path]:
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):
         p = p.with_suffix("")
+    if not p.name:
+        p = p.resolve()
+    if not p.name:
+        raise DataError(f"{path}: not a model path; expected the prefix of PREFIX.safetensors + "
+                        f"PREFIX.json")
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
@@ -55,39 +67,270 @@ def save_detector(det: Any, path: str | Path, *, feature_space: Any = None) -> t
 
 
 def load_detector(path: str | Path, *, device: str = "cpu") -> Any:
-    """Rebuild a fitted :class:`~advsec.models.Detector` from :func:`save_detector` files."""
-    from advsec.features.space import FeatureSpace
+    """Rebuild a fitted :class:`~advsec.models.Detector` from :func:`save_detector` files.
+
+    Everything is checked before a network is built, each problem a one-line
+    :class:`~advsec.errors.DataError` naming the file and the key or tensor: the JSON must be an
+    object with ``format``, ``architecture`` (``type`` "mlp", ``n_inputs`` >= 1, ``n_outputs``
+    >= 2, ``hidden`` positive integers, ``dropout`` in [0, 1), ``activation``), ``params`` (the
+    Detector's constructor parameters), ``classes`` (``n_outputs`` distinct sorted labels) and
+    optionally ``classes_dtype``, ``history`` and ``feature_space`` (whose width must be
+    ``n_inputs``); the safetensors file must hold exactly the architecture's tensors, with their
+    shapes, as finite floating-point numbers.
+    """
     from advsec.models.detector import Detector
     from advsec.models.mlp import MLP
 
     weights, meta_path = split_model_path(path)
+    given = Path(path)
+    if given.is_dir() and not weights.is_file():
+        inner, _ = split_model_path(given / "model")
+        tip = f" (pass {given / 'model'})" if inner.is_file() else ""
+        raise DataError(f"{given}: is a directory; expected the model path prefix of "
+                        f"PREFIX.safetensors + PREFIX.json{tip}")
     for p in (weights, meta_path):
+        if p.is_dir():
+            raise DataError(f"{p}: is a directory, expected a model file")
         if not p.is_file():
             raise DataError(
                 f"{p}: model file not found (expected {weights.name} + {meta_path.name})"
             )
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{meta_path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    if meta.get("format") != FORMAT:
-        raise DataError(f"{meta_path}: not an advsec detector (format {meta.get('format')!r})")
+    meta = _read_meta(meta_path)
     arch = meta["architecture"]
     params = {**meta["params"], "device": device}
+    try:
+        with torch.device("meta"):
+            skeleton = MLP(arch["n_inputs"], arch["n_outputs"], hidden=arch["hidden"],
+                           dropout=arch["dropout"], activation=arch["activation"])
+    except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise DataError(f"{meta_path}, key 'architecture': {first}") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    state = _read_weights(weights, meta_path, expected)
     det = Detector(**params)
     det.module_ = MLP(arch["n_inputs"], arch["n_outputs"], hidden=arch["hidden"],
                       dropout=arch["dropout"], activation=arch["activation"])
-    try:
-        state = load_file(str(weights), device="cpu")
-        det.module_.load_state_dict(state)
-    except Exception as exc:  # safetensors raises several types for a corrupt file
-        raise DataError(f"{weights}: cannot read weights ({exc})") from None
+    det.module_.load_state_dict(state)
     det.module_.to(device).eval()
     dtype = meta.get("classes_dtype", "str")
-    det.classes_ = np.asarray(meta["classes"], dtype=str if dtype == "str" else dtype)
+    det.classes_ = _classes(meta, meta_path, dtype)
     det.n_features_in_ = int(arch["n_inputs"])
-    det.history_ = list(meta.get("history", []))
+    det.history_ = list(meta.get("history") or [])
     det.device_ = torch.device(device)
-    fs = meta.get("feature_space")
-    det.feature_space_ = FeatureSpace.from_dict(fs) if fs else None
+    det.feature_space_ = _space(meta, meta_path)
     return det
+
+
+def load_feature_space(path: str | Path) -> Any:
+    """The :class:`~advsec.features.FeatureSpace` saved with a detector (``PATH.json``, or
+    ``PATH`` itself when it ends in ``.json``), checked as :func:`load_detector` checks it;
+    None when the detector was saved without one."""
+    _, meta_path = split_model_path(path)
+    if not meta_path.is_file():
+        raise DataError(f"{meta_path}: model file not found")
+    return _space(_read_meta(meta_path), meta_path)
+
+
+def _space(meta: dict[str, Any], meta_path: Path) -> Any:
+    from advsec.features.space import FeatureSpace
+
+    fs = meta.get("feature_space")
+    if not fs:
+        return None
+    try:
+        space = FeatureSpace.from_dict(fs)
+    except AdvsecError as exc:
+        raise DataError(f"{meta_path}, key 'feature_space': {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{meta_path}, key 'feature_space': invalid "
+                        f"({type(exc).__name__}: {exc})") from None
+    width, n_inputs = space.n_features_out, meta["architecture"]["n_inputs"]
+    if width != n_inputs:
+        raise DataError(f"{meta_path}, key 'feature_space': encodes records to {width} "
+                        f"columns, but architecture.n_inputs is {n_inputs}")
+    return space
+
+
+def _fail(meta_path: Path, key: str, expected: str, value: object) -> DataError:
+    got = "an object" if isinstance(value, dict) else repr(value)
+    if len(got) > 60:
+        got = got[:60] + "..."
+    return DataError(f"{meta_path}, key {key!r}: expected {expected}, got {got}")
+
+
+_MAX_INT = 2**31 - 1
+
+
+def _is_int(value: object, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= _MAX_INT
+
+
+def _is_number(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _read_meta(meta_path: Path) -> dict[str, Any]:
+    """The model JSON, every key the loader uses checked (see :func:`load_detector`)."""
+    try:
+        text = meta_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{meta_path}: not UTF-8 text; expected the model's JSON "
+                        f"metadata") from None
+    except OSError as exc:
+        raise DataError(f"{meta_path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{meta_path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise DataError(f"{meta_path}: not valid JSON (nested too deeply)") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path}: expected a JSON object with the detector's metadata, "
+                        f"got a JSON {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise DataError(f"{meta_path}, key 'format': not an advsec detector (expected "
+                        f"{FORMAT!r}, got {meta.get('format')!r})")
+    for key in ("architecture", "params", "classes"):
+        if key not in meta:
+            raise DataError(f"{meta_path}: missing key {key!r}")
+    arch = meta["architecture"]
+    if not isinstance(arch, dict):
+        raise _fail(meta_path, "architecture", "an object", arch)
+    for key in ("type", "n_inputs", "n_outputs", "hidden", "dropout", "activation"):
+        if key not in arch:
+            raise DataError(f"{meta_path}: missing key 'architecture.{key}'")
+    checks: list[tuple[str, bool, str]] = [
+        ("type", arch["type"] == "mlp", "'mlp'"),
+        ("n_inputs", _is_int(arch["n_inputs"], 1), "an integer in [1, 2**31)"),
+        ("n_outputs", _is_int(arch["n_outputs"], 2), "an integer in [2, 2**31)"),
+        ("hidden", isinstance(arch["hidden"], list)
+         and all(_is_int(h, 1) for h in arch["hidden"]), "a list of integers in [1, 2**31)"),
+        ("dropout", _is_number(arch["dropout"]) and 0 <= arch["dropout"] < 1,
+         "a number in [0, 1)"),
+        ("activation", isinstance(arch["activation"], str), "a string"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            raise _fail(meta_path, f"architecture.{key}", expected, arch[key])
+    _check_params(meta_path, meta["params"])
+    classes = meta["classes"]
+    if not isinstance(classes, list) or not all(
+            isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes):
+        raise _fail(meta_path, "classes", "a list of class labels", classes)
+    if len(classes) != arch["n_outputs"]:
+        raise DataError(f"{meta_path}, key 'classes': {len(classes)} labels, but "
+                        f"architecture.n_outputs is {arch['n_outputs']}")
+    if not isinstance(meta.get("classes_dtype", "str"), str):
+        raise _fail(meta_path, "classes_dtype", "a string", meta["classes_dtype"])
+    history = meta.get("history")
+    if history is not None and not (isinstance(history, list)
+                                    and all(isinstance(h, dict) for h in history)):
+        raise _fail(meta_path, "history", "a list of objects", history)
+    fs = meta.get("feature_space")
+    if fs:
+        _check_space(meta_path, fs)
+    return meta
+
+
+def _check_params(meta_path: Path, params: object) -> None:
+    from advsec.models.detector import Detector
+
+    if not isinstance(params, dict):
+        raise _fail(meta_path, "params", "an object", params)
+    defaults = Detector().get_params()
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise DataError(f"{meta_path}, key 'params': unknown parameter(s) {unknown}; known: "
+                        f"{sorted(defaults)}")
+    for key, value in params.items():
+        default = defaults[key]
+        if isinstance(default, bool):
+            ok, expected = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, expected = _is_int(value, 0), "an integer in [0, 2**31)"
+        elif isinstance(default, float):
+            ok, expected = _is_number(value), "a finite number"
+        elif isinstance(default, str):
+            ok, expected = isinstance(value, str), "a string"
+        else:
+            ok = isinstance(value, list) and all(_is_int(h, 1) for h in value)
+            expected = "a list of integers in [1, 2**31)"
+        if not ok:
+            raise _fail(meta_path, f"params.{key}", expected, value)
+
+
+def _check_space(meta_path: Path, fs: object) -> None:
+    if not isinstance(fs, dict):
+        raise _fail(meta_path, "feature_space", "an object or null", fs)
+    for key in ("schema", "lo", "span", "categories"):
+        if not isinstance(fs.get(key), dict):
+            raise _fail(meta_path, f"feature_space.{key}", "an object", fs.get(key))
+    schema = fs["schema"]
+    features = schema.get("features")
+    if not isinstance(features, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("name"), str) for f in features):
+        raise _fail(meta_path, "feature_space.schema.features", "a list of feature objects",
+                    features)
+    for f in features:
+        name = f["name"]
+        if f.get("kind") == "categorical":
+            cats = fs["categories"].get(name)
+            if not isinstance(cats, list):
+                raise _fail(meta_path, f"feature_space.categories.{name}", "a list of labels",
+                            cats)
+            continue
+        for key in ("lo", "span"):
+            value = fs[key].get(name)
+            if not _is_number(value) or (key == "span" and value <= 0):
+                want = "a positive number" if key == "span" else "a finite number"
+                raise _fail(meta_path, f"feature_space.{key}.{name}", want, value)
+
+
+def _read_weights(
+    weights: Path, meta_path: Path, expected: dict[str, tuple[int, ...]]
+) -> dict[str, torch.Tensor]:
+    """The tensors of ``weights``, checked against the names and shapes ``expected``."""
+    try:
+        with safe_open(str(weights), framework="pt", device="cpu") as fh:
+            names = set(fh.keys())
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in names}
+            dtypes = {k: str(fh.get_slice(k).get_dtype()) for k in names}
+    except Exception as exc:  # safetensors raises several types for a corrupt file
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{weights}: not a readable safetensors file ({first[:200]})") from None
+    missing = sorted(set(expected) - names)
+    if missing:
+        raise DataError(f"{weights}: no tensor {missing[0]!r}, which the architecture in "
+                        f"{meta_path.name} needs ({len(expected)} tensors expected)")
+    extra = sorted(names - set(expected))
+    if extra:
+        raise DataError(f"{weights}: unexpected tensor {extra[0]!r} (the architecture in "
+                        f"{meta_path.name} has {len(expected)} tensors)")
+    for name, shape in expected.items():
+        if shapes[name] != shape:
+            raise DataError(f"{weights}, tensor {name!r}: shape {list(shapes[name])}, but the "
+                            f"architecture in {meta_path.name} expects {list(shape)}")
+        if dtypes[name] not in _FLOAT_DTYPES:
+            raise DataError(f"{weights}, tensor {name!r}: dtype {dtypes[name]}; expected "
+                            f"floating point")
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # as above
+        raise DataError(f"{weights}: cannot read weights ({exc})") from None
+    for name, tensor in state.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise DataError(f"{weights}, tensor {name!r}: contains NaN or infinite values")
+    return {k: v.float() for k, v in state.items()}
+
+
+def _classes(meta: dict[str, Any], meta_path: Path, dtype: str) -> np.ndarray:
+    try:
+        arr = np.asarray(meta["classes"], dtype=str if dtype == "str" else np.dtype(dtype))
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{meta_path}, key 'classes_dtype': cannot hold the classes as "
+                        f"{dtype!r}") from None
+    if len(np.unique(arr)) != len(arr) or not np.array_equal(np.sort(arr), arr):
+        raise DataError(f"{meta_path}, key 'classes': expected distinct labels in sorted order, "
+                        f"got {list(meta['classes'])[:6]}")
+    return arr

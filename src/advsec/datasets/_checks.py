@@ -1,0 +1,135 @@
+"""Checks of loaded tables against their schema, naming the source file and row of each problem.
+
+Loaders tag each table read from a file with two hidden columns (:func:`tag_source`): the file
+and the 1-based data row of every record. They survive de-duplication, label filtering and
+splits, so a problem found after any of those still names the row of the file it came from;
+:func:`~advsec.datasets._common.finish` drops them.
+
+- :func:`check_labels`: an empty label (missing value, empty or blank text) is an error.
+- :func:`check_values`: numeric features must hold finite numbers, within the schema's bounds;
+  a value outside them is an error, or is clipped to the bound when the feature's
+  ``on_bound_violation`` is ``"clip"`` (a warning and a note count the clipped values).
+- :func:`check_classes`: the training split needs at least two classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from advsec.datasets._text import shown
+from advsec.errors import DataError
+from advsec.features.schema import FeatureSchema
+
+__all__ = ["FILE", "ROW", "SOURCE_COLUMNS", "check_classes", "check_labels", "check_values",
+           "row_name", "tag_source"]
+
+log = logging.getLogger(__name__)
+
+#: Hidden column: the 1-based data row of each record in its file.
+ROW = "__advsec_row__"
+#: Hidden column: the file each record was read from.
+FILE = "__advsec_file__"
+SOURCE_COLUMNS = (ROW, FILE)
+
+
+def tag_source(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """``df`` (rows in file order) with the hidden :data:`ROW` and :data:`FILE` columns."""
+    n = len(df)
+    df[ROW] = np.arange(1, n + 1, dtype=np.int64)
+    df[FILE] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[str(path)])
+    return df
+
+
+def row_name(df: pd.DataFrame, pos: int, fallback: str) -> str:
+    """``"FILE, row N"`` of the record at position ``pos`` of ``df``; ``"FALLBACK, row pos+1"``
+    for an untagged table."""
+    if ROW in df.columns and FILE in df.columns:
+        return f"{df[FILE].iloc[pos]}, row {int(df[ROW].iloc[pos])}"
+    return f"{fallback}, row {pos + 1}"
+
+
+def check_labels(df: pd.DataFrame, column: str, *, fallback: str, shown_as: str = "") -> None:
+    """A :class:`DataError` naming the row if ``df[column]`` has an empty or blank label."""
+    text = df[column].astype("string")
+    empty = (text.isna() | (text.str.strip() == "")).to_numpy(dtype=bool, na_value=True)
+    if empty.any():
+        pos = int(np.flatnonzero(empty)[0])
+        raise DataError(f"{row_name(df, pos, fallback)}, column {shown_as or column!r}: empty "
+                        f"label; expected a class name")
+
+
+def check_values(
+    df: pd.DataFrame, schema: FeatureSchema, *, fallback: str, notes: list[str],
+    allow_below: bool = False,
+) -> pd.DataFrame:
+    """``df`` with every numeric feature checked: numbers, finite, within the bounds.
+
+    A value outside a feature's bounds raises a :class:`DataError` naming the row, the column and
+    the bound, unless the feature says ``on_bound_violation = "clip"``: then it is clipped and
+    counted in ``notes`` and a log warning. ``allow_below``: values below a lower bound are left
+    as they are (a loader's own documented policy, e.g. CIC-IDS2017's ``negative="keep"``).
+    """
+    for f in schema:
+        if not f.is_numeric or f.name not in df.columns:
+            continue
+        col = df[f.name]
+        if pd.api.types.is_bool_dtype(col):
+            continue
+        if not pd.api.types.is_numeric_dtype(col):
+            numbers = pd.to_numeric(col, errors="coerce")
+            bad = (numbers.isna() & col.notna()).to_numpy(dtype=bool)
+            if bad.any():
+                pos = int(np.flatnonzero(bad)[0])
+                raise DataError(f"{row_name(df, pos, fallback)}, column {f.name!r}: expected a "
+                                f"number, got {shown(col.iloc[pos])}")
+            df[f.name] = col = numbers
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = np.isfinite(values)
+        if not finite.all():
+            pos = int(np.flatnonzero(~finite)[0])
+            what = ("empty value, expected a number (blank or NaN)" if np.isnan(values[pos])
+                    else f"got {values[pos]}; expected a finite number")
+            raise DataError(f"{row_name(df, pos, fallback)}, column {f.name!r}: {what}")
+        low = -np.inf if f.lower is None or allow_below else f.lower
+        high = np.inf if f.upper is None else f.upper
+        outside = (values < low) | (values > high)
+        if not outside.any():
+            continue
+        if f.on_bound_violation == "error":
+            pos = int(np.flatnonzero(outside)[0])
+            value = values[pos]
+            side, bound = ("below the lower", f.lower) if value < low else ("above the upper",
+                                                                             f.upper)
+            raise DataError(f"{row_name(df, pos, fallback)}, column {f.name!r}: {value:g} is "
+                            f"{side} bound {bound:g} of the schema; expected a value in "
+                            f"{_interval(f.lower, f.upper)} (or set on_bound_violation = "
+                            f"\"clip\" for this feature in a schema file)")
+        clipped = np.clip(values, low, high)
+        if pd.api.types.is_integer_dtype(col) and np.array_equal(np.floor(clipped), clipped):
+            df[f.name] = clipped.astype(col.dtype)
+        else:
+            df[f.name] = clipped
+        n = int(outside.sum())
+        notes.append(f"{fallback}: clipped {n:,} value(s) of column {f.name!r} to "
+                     f"{_interval(f.lower, f.upper)} (on_bound_violation = 'clip')")
+        log.warning("%s", notes[-1])
+    return df
+
+
+def check_classes(labels: pd.Series, *, column: str, where: str, scheme: str) -> None:
+    """A :class:`DataError` if the training labels hold fewer than two classes."""
+    classes = sorted(map(str, pd.unique(labels.dropna())))
+    if len(classes) == 1:
+        raise DataError(f"{where}: the training split has a single class {classes[0]!r} "
+                        f"(column {column!r}, scheme {scheme!r}); a detector needs at least "
+                        f"two classes")
+
+
+def _interval(lower: float | None, upper: float | None) -> str:
+    lo = "-inf" if lower is None else f"{lower:g}"
+    hi = "inf" if upper is None else f"{upper:g}"
+    return f"[{lo}, {hi}]"
