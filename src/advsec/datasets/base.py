@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from advsec.errors import DataError
+from advsec.errors import ConfigError, DataError
 from advsec.features.schema import FeatureSchema
 
 __all__ = ["Dataset", "DatasetInfo", "get_loader", "register", "registered"]
@@ -92,6 +92,24 @@ def get_loader(name: str) -> DatasetInfo:
     return _REGISTRY[name]
 
 
+#: seeds are NumPy/torch seeds: integers in [0, 2**32 - 1]
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: Any, *, what: str = "seed") -> int:
+    """``seed`` as an int in ``[0, MAX_SEED]``, or a one-line ConfigError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
+            0 <= int(seed) <= MAX_SEED):
+        raise ConfigError(f"{what}: expected an integer in [0, {MAX_SEED}], got {seed!r}")
+    return int(seed)
+
+
 def load(name: str, **options: Any) -> Dataset:
-    """Load the registered dataset ``name``; options go to its loader (``root``, ``seed``...)."""
+    """Load the registered dataset ``name``; options go to its loader (``root``, ``seed``...).
+
+    Raises:
+        ConfigError: for an unknown name or a seed outside ``[0, 2**32 - 1]``.
+    """
+    if "seed" in options:
+        options["seed"] = check_seed(options["seed"])
     return get_loader(name).loader(**options)

@@ -221,13 +221,14 @@ def load_tabular(
         present = set(labels.unique())
         guess = next((g for g in _BENIGN_GUESSES if g in present), None)
         if guess is None:
-            shown = ", ".join(sorted(map(str, present))[:8])
+            shown = ", ".join(repr(v) for v in sorted(map(str, present))[:8])
             raise DataError(f"{train_df.attrs['path']}: cannot tell the benign label of column "
-                            f"{label_column!r} (values: {shown}); pass --benign-label")
+                            f"{label_column!r} (values: {shown}); set the benign label "
+                            f"(--benign-label, or [data] benign_label in an experiment file)")
         benign_label = guess
         notes.append(f"benign label guessed: {guess!r}")
     elif not (labels == str(benign_label)).any():
-        shown = ", ".join(sorted(map(str, labels.unique()))[:8])
+        shown = ", ".join(repr(v) for v in sorted(map(str, labels.unique()))[:8])
         raise DataError(f"{train_df.attrs['path']}, column {label_column!r}: no row has the "
                         f"benign label {benign_label!r} (values: {shown})")
     benign = str(benign_label)

@@ -39,7 +39,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -78,7 +78,8 @@ class ExperimentMeta(_Strict):
 
     name: str = "experiment"
     description: str = ""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(default_factory=lambda: [0],
+                                                                  min_length=1)
 
 
 #: ``[data] dataset`` values that read one labelled table (``path``, ``label_column``)

@@ -141,7 +141,7 @@ def _space(meta: dict[str, Any], meta_path: Path) -> Any:
         space = FeatureSpace.from_dict(fs)
     except AdvsecError as exc:
         raise DataError(f"{meta_path}, key 'feature_space': {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise DataError(f"{meta_path}, key 'feature_space': invalid "
                         f"({type(exc).__name__}: {exc})") from None
     width, n_inputs = space.n_features_out, meta["architecture"]["n_inputs"]
