@@ -64,3 +64,18 @@ def _fit_small_net(x: torch.Tensor, y: torch.Tensor, *, n_classes: int, n_train:
 def fit_small_net():
     """The trainer of the small test networks (see :func:`_fit_small_net`)."""
     return _fit_small_net
+
+
+@pytest.fixture(scope="session")
+def small_synthetic_detector():
+    """``(dataset, fitted FeatureSpace, Detector)``: 1,200 synthetic flows (seed 0) and a small
+    MLP trained on them (hidden 16, 15 epochs, seed 0); tests slice their own records."""
+    from advsec.datasets import load
+    from advsec.features.space import FeatureSpace
+    from advsec.models import Detector
+
+    ds = load("synthetic", rows=1200, seed=0)
+    space = FeatureSpace(ds.schema).fit(ds.train)
+    det = Detector(hidden=(16,), epochs=15, batch_size=64, lr=3e-3, seed=0, device="cpu").fit(
+        space.encode(ds.train), ds.labels("train"))
+    return ds, space, det

@@ -14,13 +14,10 @@ from advsec.attacks import Attack, AttackBatch, make_attack
 from advsec.attacks.losses import ce_objective
 from advsec.attacks.spec import REGISTRY, attack_spec, unregister
 from advsec.cli import main
-from advsec.datasets import load
 from advsec.defenses import defend
 from advsec.evaluation import evaluate_attack, worst_case
 from advsec.evaluation.checks import check_black_box_vs_white_box, check_sweep
 from advsec.experiments.config import parse_config
-from advsec.features.space import FeatureSpace
-from advsec.models import Detector
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -91,11 +88,8 @@ def new_attacks():
 
 
 @pytest.fixture(scope="module")
-def flows():
-    ds = load("synthetic", rows=1200, seed=0)
-    space = FeatureSpace(ds.schema).fit(ds.train)
-    det = Detector(hidden=(16,), epochs=15, batch_size=64, lr=3e-3, seed=0, device="cpu").fit(
-        space.encode(ds.train), ds.labels("train"))
+def flows(small_synthetic_detector):
+    ds, space, det = small_synthetic_detector
     x = torch.as_tensor(space.encode(ds.test.iloc[:200]))
     y = det.encode_labels(ds.labels("test")[:200])
     return ds, space, det, x, y

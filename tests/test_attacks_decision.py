@@ -17,9 +17,6 @@ from torch import nn
 from advsec.attacks import HopSkipJump, label_only, make_attack
 from advsec.attacks.spec import attack_spec
 from advsec.cli import main
-from advsec.datasets import load
-from advsec.features.space import FeatureSpace
-from advsec.models import Detector
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,11 +27,8 @@ def _dist(a: torch.Tensor, b: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def flows():
-    ds = load("synthetic", rows=1200, seed=0)
-    space = FeatureSpace(ds.schema).fit(ds.train)
-    det = Detector(hidden=(16,), epochs=15, batch_size=64, lr=3e-3, seed=0, device="cpu").fit(
-        space.encode(ds.train), ds.labels("train"))
+def flows(small_synthetic_detector):
+    ds, space, det = small_synthetic_detector
     x = torch.as_tensor(space.encode(ds.test.iloc[:120]))
     y = det.encode_labels(ds.labels("test")[:120])
     return ds, space, det, x, y
