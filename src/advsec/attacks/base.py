@@ -35,10 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from advsec.attacks import spec as _spec_module
 from advsec.attacks.batch import AttackBatch, Forward
 from advsec.attacks.result import AttackResult
 from advsec.attacks.scoring import score_result
+from advsec.attacks.spec import MANAGED_OPTIONS, constructor_options
+from advsec.attacks.spec import register as register_attack
 from advsec.attacks.targets import (
     Eps,
     benign_index,
@@ -139,7 +140,7 @@ class Attack:
     def __init_subclass__(cls, *, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if register and "name" in cls.__dict__:
-            _spec_module.register(cls)
+            register_attack(cls)
 
     def __init__(
         self,
@@ -187,14 +188,8 @@ class Attack:
     def settings(self) -> dict[str, Any]:
         """The attack's settings for ``AttackResult.info``: its constructor options that are
         plain values (the threat model's options aside; callables shown as ``"custom"``)."""
-        from advsec.attacks.spec import MANAGED_OPTIONS, attack_spec
-
-        try:
-            names = list(attack_spec(self.name).options())
-        except ValueError:  # an unregistered subclass
-            names = ["norm"]
         out: dict[str, Any] = {}
-        for key in names:
+        for key in constructor_options(type(self)):
             if key in MANAGED_OPTIONS or key == "batch_size" or not hasattr(self, key):
                 continue
             value = getattr(self, key)

@@ -31,6 +31,7 @@ __all__ = [
     "AttackSpec",
     "Family",
     "attack_spec",
+    "constructor_options",
     "normalise_name",
     "register",
     "spec_for_label",
@@ -81,21 +82,8 @@ class AttackSpec:
         return self.family == "gradient" and self.budget is None
 
     def options(self) -> dict[str, inspect.Parameter]:
-        """The keyword parameters the constructor accepts, by name (``**options`` followed
-        through the base classes' constructors)."""
-        out: dict[str, inspect.Parameter] = {}
-        for klass in self.cls.__mro__:
-            init = klass.__dict__.get("__init__")
-            if init is None:
-                continue
-            params = inspect.signature(init).parameters.values()
-            for p in params:
-                if p.kind is p.KEYWORD_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD
-                                                and p.name != "self"):
-                    out.setdefault(p.name, p)
-            if not any(p.kind is p.VAR_KEYWORD for p in params):
-                break
-        return out
+        """The keyword parameters the constructor accepts (:func:`constructor_options`)."""
+        return dict(constructor_options(self.cls))
 
     def config_options(self) -> dict[str, Any]:
         """Options an experiment file may set, name -> resolved type annotation
@@ -176,6 +164,30 @@ def spec_for_label(label: str, registry: Mapping[str, AttackSpec] | None = None
             if low.startswith(form) and (len(low) == len(form) or not low[len(form)].isalnum()):
                 return reg[name], low[len(form):]
     return None, low
+
+
+def constructor_options(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword parameters ``cls``'s constructor accepts, by name (``**options`` followed
+    through the base classes' constructors); computed once per class."""
+    if cls in _OPTIONS:
+        return _OPTIONS[cls]
+    out: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        for p in params:
+            if p.kind is p.KEYWORD_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD
+                                            and p.name != "self"):
+                out.setdefault(p.name, p)
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    _OPTIONS[cls] = out
+    return out
+
+
+_OPTIONS: dict[type, dict[str, inspect.Parameter]] = {}
 
 
 def _hints(fn: Any) -> dict[str, Any]:

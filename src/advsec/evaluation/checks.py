@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from advsec.attacks.base import as_module
+from advsec.attacks.spec import spec_for_label
 from advsec.models.inference import eval_mode
 from advsec.models.types import Model
 
@@ -360,8 +361,6 @@ def _means(table: pd.DataFrame) -> pd.DataFrame:
 def _family(name: str) -> tuple[str, str]:
     """``(family, suffix)``: family in fgsm (single-step) / iterative / black-box / worst /
     other, from the registered attack the label names."""
-    from advsec.attacks.registry import spec_for_label
-
     low = name.lower()
     if low in _WORST:
         return "worst", ""
