@@ -117,7 +117,8 @@ def schema_case(text: str, *, full: bool = True, name: str = "s.toml") -> Case:
     return build
 
 
-FULL_SCHEMA = ('[[features]]\nname = "bytes"\nkind = "integer"\nlower = 0\n'
+FULL_SCHEMA = ("replace = true\n"
+               '[[features]]\nname = "bytes"\nkind = "integer"\nlower = 0\n'
                '[[features]]\nname = "proto"\nkind = "categorical"\n')
 
 

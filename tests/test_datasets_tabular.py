@@ -98,12 +98,18 @@ def test_schema_file_overrides_and_full_schema(tmp_path):
     assert "delta" not in ds.schema.names and ds.schema["proto"].mutable
     assert ds.schema["bytes"].upper == 1e8 and len(ds.schema.relations) == 1
     full = tmp_path / "full.toml"
-    full.write_text('[[features]]\nname = "bytes"\nkind = "integer"\nlower = 0\n'
-                    '[[features]]\nname = "proto"\nkind = "categorical"\n')
+    features = ('[[features]]\nname = "bytes"\nkind = "integer"\nlower = 0\n'
+                '[[features]]\nname = "proto"\nkind = "categorical"\n')
+    full.write_text(features)
+    # a features list never replaces the inferred schema silently
+    with pytest.raises(SchemaError, match=r"full.toml: a 'features' list replaces the whole "
+                                          r"schema; say so with 'replace = true'"):
+        load("tabular", path=path, label_column="class", schema_file=full)
+    full.write_text("replace = true\n" + features)
     ds = load("tabular", path=path, label_column="class", schema_file=full)
     assert ds.schema.names == ["bytes", "proto"] and ds.schema["proto"].mutable
     wrong = tmp_path / "wrong.toml"
-    wrong.write_text('[[features]]\nname = "bites"\nkind = "integer"\n')
+    wrong.write_text('replace = true\n[[features]]\nname = "bites"\nkind = "integer"\n')
     with pytest.raises(SchemaError, match=r"wrong.toml: schema names column\(s\) \['bites'\]"):
         load("tabular", path=path, label_column="class", schema_file=wrong)
 

@@ -252,7 +252,8 @@ def load_tabular(
         train_df.attrs.update(attrs)
         notes.append(f"split: test_size={test_size}, seed={seed}, stratified on {label_column!r}")
     if schema_file is not None and _has_feature_list(schema_file):
-        schema = FeatureSchema.from_file(schema_file, columns=list(train_df.columns))
+        schema = FeatureSchema.from_file(schema_file, columns=list(train_df.columns),
+                                         replaces=True)
     else:
         schema = infer_schema(train_df, label_column=label_column, benign_label=benign,
                               max_categories=max_categories, notes=notes, also=test_df)

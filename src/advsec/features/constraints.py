@@ -18,8 +18,10 @@ a TOML schema file). Four types cover the relations that flow features obey:
     When ``when`` is zero (``|when| <= tol``), every feature in ``features`` is zero. Example: no
     compromise counters without a login.
 
-Every relation may carry a ``name`` (default: built from its type and features) and a
-``description``. All of them act on a *raw* tensor: a float ``(N, K)`` tensor whose column
+Every relation may carry a ``name`` (default: built from its type and features), a
+``description`` and ``holds_on``, the share of training rows it was found to hold on (written by
+constraint discovery, :mod:`advsec.features.discovery`; information only, every relation is
+enforced). All of them act on a *raw* tensor: a float ``(N, K)`` tensor whose column
 ``index[name]`` holds the raw value (physical units, before any scaling) of feature ``name``.
 :meth:`Relation.bind` fixes that mapping; a :class:`~advsec.features.space.FeatureSpace` binds
 its relations to its numeric features in order, the layout of ``FeatureSpace.to_raw(x)``.
@@ -68,6 +70,7 @@ class Relation(ABC):
 
     name: str
     description: str = ""
+    holds_on: float | None = None
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     type_name: ClassVar[str] = ""
@@ -107,6 +110,8 @@ class Relation(ABC):
             out[key] = _plain(getattr(self, key))
         if self.description:
             out["description"] = self.description
+        if self.holds_on is not None:
+            out["holds_on"] = self.holds_on
         return out
 
     # -- helpers
@@ -338,7 +343,7 @@ def parse_relation(config: Mapping[str, Any], schema: FeatureSchema | None = Non
             f"relation {label!r}: type must be one of {sorted(RELATION_TYPES)}, got {kind!r}"
         )
     cls = RELATION_TYPES[str(kind)]
-    allowed = {"type", "name", "description", *cls.keys}
+    allowed = {"type", "name", "description", "holds_on", *cls.keys}
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise SchemaError(f"relation {label!r} ({kind}): unknown key(s) {unknown}")
@@ -368,6 +373,11 @@ def parse_relation(config: Mapping[str, Any], schema: FeatureSchema | None = Non
         return float(value)
 
     desc = str(config.get("description", ""))
+    holds_on = config.get("holds_on")
+    if holds_on is not None and (isinstance(holds_on, bool) or not isinstance(
+            holds_on, (int, float)) or not 0.0 <= holds_on <= 1.0):
+        raise SchemaError(f"relation {label!r} ({kind}): 'holds_on' must be a share in [0, 1], "
+                          f"got {holds_on!r}")
     rel: Relation
     if cls is SumRelation:
         addends = names("features", at_least=1)
@@ -396,6 +406,8 @@ def parse_relation(config: Mapping[str, Any], schema: FeatureSchema | None = Non
         when, zeroed = name("when"), names("features", at_least=1)
         rel = ZeroIfZeroRelation(str(config.get("name") or f"zero_if_zero({when})"), desc,
                                  when=when, zeroed=zeroed, tol=number("tol", 0.0))
+    if holds_on is not None:
+        rel.holds_on = float(holds_on)
     if schema is not None:
         _check_features(rel, schema)
     return rel

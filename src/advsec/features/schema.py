@@ -23,7 +23,13 @@ A feature table: ``name`` (string, required), ``kind`` (``continuous``, ``intege
 ``categorical``; required), ``lower`` / ``upper`` (finite numbers, ``lower <= upper``; binary
 features are always [0, 1]), ``mutable`` (boolean), ``transform`` (``"none"``, ``"log1p"``,
 which needs ``lower >= 0``), ``categories`` (list of labels, categorical only), ``description``
-(string) and ``on_bound_violation``.
+(string), ``on_bound_violation``, ``direction`` (``"any"``, ``"increase"``, ``"decrease"``:
+the attacker action model, numeric features only) and ``values`` (the allowed values of a
+numeric feature: a list of numbers, or ``"observed"`` for the training split's).
+
+A file with a ``features`` list replaces a built-in or inferred schema only with
+``replace = true`` at the top level (so that a one-feature list is never a silent replacement;
+use ``override`` to change some features).
 
 ``on_bound_violation`` says what loading does with a value outside ``[lower, upper]``:
 ``"error"`` (default) stops with a :class:`~advsec.errors.DataError` naming the file, the row,
@@ -44,7 +50,8 @@ from typing import Any
 
 from advsec.errors import SchemaError
 
-__all__ = ["BOUND_POLICIES", "Feature", "FeatureKind", "FeatureSchema", "read_schema_file"]
+__all__ = ["BOUND_POLICIES", "DIRECTIONS", "OBSERVED", "Feature", "FeatureKind", "FeatureSchema",
+           "read_schema_file"]
 
 
 class FeatureKind(str, Enum):
@@ -65,8 +72,12 @@ class FeatureKind(str, Enum):
 _TRANSFORMS = ("none", "log1p")
 #: Values of ``on_bound_violation``: what loading does with a value outside a feature's bounds.
 BOUND_POLICIES = ("error", "clip")
+#: Values of ``direction``: how an attacker may move a mutable numeric feature.
+DIRECTIONS = ("any", "increase", "decrease")
+#: ``values = "observed"``: the allowed values are the training split's (learned at fit time).
+OBSERVED = "observed"
 _FEATURE_KEYS = ("name", "kind", "lower", "upper", "mutable", "transform", "categories",
-                 "description", "on_bound_violation")
+                 "description", "on_bound_violation", "direction", "values")
 
 
 def _type_name(value: object) -> str:
@@ -94,6 +105,13 @@ class Feature:
         description: free text for reports.
         on_bound_violation: ``"error"`` (default) or ``"clip"``: what loading a value outside
             ``[lower, upper]`` does (see the module docstring).
+        direction: the attacker's action model for a mutable numeric feature: ``"any"``
+            (default), ``"increase"`` (an attacker can add packets, bytes or time to a flow but
+            not remove them: an adversarial value is never below the original) or
+            ``"decrease"``.
+        values: the only values a numeric feature takes (e.g. the TTLs or TCP window sizes a
+            stack sends): a list of numbers, or ``"observed"`` for the training split's values
+            (learned by ``FeatureSpace.fit``); ``None`` (default): any value within the bounds.
     """
 
     name: str
@@ -105,6 +123,8 @@ class Feature:
     categories: tuple[str, ...] | None = None
     description: str = ""
     on_bound_violation: str = "error"
+    direction: str = "any"
+    values: tuple[float, ...] | str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -127,6 +147,12 @@ class Feature:
                 f"feature {self.name!r}: on_bound_violation must be one of {BOUND_POLICIES}, "
                 f"got {self.on_bound_violation!r}"
             )
+        if self.direction not in DIRECTIONS:
+            raise SchemaError(f"feature {self.name!r}: direction must be one of {DIRECTIONS}, "
+                              f"got {_type_name(self.direction)}")
+        if self.direction != "any" and kind is FeatureKind.CATEGORICAL:
+            raise SchemaError(f"feature {self.name!r}: direction is for numeric features")
+        self._check_values(kind)
         for bound in ("lower", "upper"):
             value = getattr(self, bound)
             if value is not None:
@@ -151,6 +177,24 @@ class Feature:
         elif self.categories is not None:
             raise SchemaError(f"feature {self.name!r}: only categorical features have categories")
 
+    def _check_values(self, kind: FeatureKind) -> None:
+        values = self.values
+        if values is None:
+            return
+        if kind is FeatureKind.CATEGORICAL:
+            raise SchemaError(f"feature {self.name!r}: 'values' is for numeric features "
+                              "(categorical features list 'categories')")
+        if isinstance(values, str):
+            if values != OBSERVED:
+                raise SchemaError(f"feature {self.name!r}: values must be a list of numbers or "
+                                  f"{OBSERVED!r}, got {values!r}")
+            return
+        if not isinstance(values, (list, tuple)) or not values or not all(
+                _is_number(v) and math.isfinite(v) for v in values):
+            raise SchemaError(f"feature {self.name!r}: values must be a non-empty list of finite "
+                              f"numbers or {OBSERVED!r}, got {_type_name(values)}")
+        object.__setattr__(self, "values", tuple(sorted({float(v) for v in values})))
+
     @property
     def is_numeric(self) -> bool:
         """True for continuous, integer and binary features."""
@@ -172,6 +216,11 @@ class Feature:
             out["description"] = self.description
         if self.on_bound_violation != "error":
             out["on_bound_violation"] = self.on_bound_violation
+        if self.direction != "any":
+            out["direction"] = self.direction
+        if self.values is not None:
+            out["values"] = self.values if isinstance(self.values, str) else [
+                int(v) if float(v).is_integer() else v for v in self.values]
         return out
 
     @classmethod
@@ -190,7 +239,8 @@ class Feature:
         for key, types, what in (("name", str, "a string"), ("kind", str, "a string"),
                                  ("mutable", bool, "true or false"),
                                  ("transform", str, "a string"), ("description", str, "a string"),
-                                 ("on_bound_violation", str, "a string")):
+                                 ("on_bound_violation", str, "a string"),
+                                 ("direction", str, "a string")):
             if key in data and not isinstance(data[key], types):
                 raise SchemaError(f"feature {name!r}: {key} must be {what}, got "
                                   f"{_type_name(data[key])}")
@@ -209,6 +259,8 @@ class Feature:
             categories=tuple(cats) if cats is not None else None,
             description=data.get("description", ""),
             on_bound_violation=data.get("on_bound_violation", "error"),
+            direction=data.get("direction", "any"),
+            values=data.get("values"),
         )
 
 
@@ -328,6 +380,7 @@ class FeatureSchema:
         *,
         base: FeatureSchema | None = None,
         columns: Sequence[str] | None = None,
+        replaces: bool = False,
     ) -> FeatureSchema:
         """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``, needs PyYAML) schema file.
 
@@ -342,19 +395,30 @@ class FeatureSchema:
         - ``label``, ``benign_label``: the label column and the benign label.
 
         ``columns`` (the raw table's columns), when given, must contain every feature named by the
-        result. Every problem raises :class:`SchemaError` naming the file and the key or column.
+        result. A ``features`` list needs ``replace = true`` when there is a schema it replaces
+        (``base``, or ``replaces``: the caller would otherwise infer one). Every problem raises
+        :class:`SchemaError` naming the file and the key or column.
         """
         path = Path(path)
         data = read_schema_file(path)
         allowed = {"features", "override", "drop", "relations", "add_relations", "label",
-                   "benign_label", "description", "on_bound_violation"}
+                   "benign_label", "description", "on_bound_violation", "replace"}
         unknown = sorted(set(data) - allowed)
         if unknown:
             raise SchemaError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        if "replace" in data and not isinstance(data["replace"], bool):
+            raise SchemaError(f"{path}: 'replace' must be true or false, got "
+                              f"{_type_name(data['replace'])}")
         try:
             schema = cls._from_file_data(data, base)
         except SchemaError as exc:
             raise SchemaError(f"{path}: {exc}") from None
+        replacing = base is not None or replaces
+        if "features" in data and replacing and data.get("replace") is not True:
+            raise SchemaError(
+                f"{path}: a 'features' list replaces the whole schema; say so with "
+                f"'replace = true' at the top of the file, or change features with "
+                f"[override.NAME] / drop = [...]")
         if columns is not None:
             cols = set(columns)
             unknown_cols = [n for n in schema.names if n not in cols]
