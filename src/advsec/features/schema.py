@@ -41,7 +41,6 @@ in numeric features are always an error.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -51,7 +50,7 @@ from typing import Any
 from advsec.errors import SchemaError
 
 __all__ = ["BOUND_POLICIES", "DIRECTIONS", "OBSERVED", "Feature", "FeatureKind", "FeatureSchema",
-           "read_schema_file"]
+           "label_pair", "read_schema_file", "relation_list", "type_name"]
 
 
 class FeatureKind(str, Enum):
@@ -80,7 +79,8 @@ _FEATURE_KEYS = ("name", "kind", "lower", "upper", "mutable", "transform", "cate
                  "description", "on_bound_violation", "direction", "values")
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
+    """How a wrong value is named in an error: ``a table``, ``a list`` or ``int 3``."""
     return "a table" if isinstance(value, Mapping) else (
         "a list" if isinstance(value, (list, tuple)) else f"{type(value).__name__} {value!r}")
 
@@ -149,7 +149,7 @@ class Feature:
             )
         if self.direction not in DIRECTIONS:
             raise SchemaError(f"feature {self.name!r}: direction must be one of {DIRECTIONS}, "
-                              f"got {_type_name(self.direction)}")
+                              f"got {type_name(self.direction)}")
         if self.direction != "any" and kind is FeatureKind.CATEGORICAL:
             raise SchemaError(f"feature {self.name!r}: direction is for numeric features")
         self._check_values(kind)
@@ -158,7 +158,7 @@ class Feature:
             if value is not None:
                 if not _is_number(value) or not math.isfinite(value):
                     raise SchemaError(f"feature {self.name!r}: {bound} must be a finite number, "
-                                      f"got {_type_name(value)}")
+                                      f"got {type_name(value)}")
                 object.__setattr__(self, bound, float(value))
         if kind is FeatureKind.BINARY:
             object.__setattr__(self, "lower", 0.0)
@@ -192,7 +192,7 @@ class Feature:
         if not isinstance(values, (list, tuple)) or not values or not all(
                 _is_number(v) and math.isfinite(v) for v in values):
             raise SchemaError(f"feature {self.name!r}: values must be a non-empty list of finite "
-                              f"numbers or {OBSERVED!r}, got {_type_name(values)}")
+                              f"numbers or {OBSERVED!r}, got {type_name(values)}")
         object.__setattr__(self, "values", tuple(sorted({float(v) for v in values})))
 
     @property
@@ -228,7 +228,7 @@ class Feature:
         """Inverse of :meth:`to_dict`; unknown keys and values of the wrong type are an error."""
         if not isinstance(data, Mapping):
             raise SchemaError(f"a feature must be a table with 'name' and 'kind', got "
-                              f"{_type_name(data)}")
+                              f"{type_name(data)}")
         unknown = set(data) - set(_FEATURE_KEYS)
         name = data.get("name", "?")
         if unknown:
@@ -243,12 +243,12 @@ class Feature:
                                  ("direction", str, "a string")):
             if key in data and not isinstance(data[key], types):
                 raise SchemaError(f"feature {name!r}: {key} must be {what}, got "
-                                  f"{_type_name(data[key])}")
+                                  f"{type_name(data[key])}")
         cats = data.get("categories")
         if cats is not None and (not isinstance(cats, (list, tuple)) or not all(
                 isinstance(c, (str, int)) and not isinstance(c, bool) for c in cats)):
             raise SchemaError(f"feature {name!r}: categories must be a list of labels (strings "
-                              f"or integers), got {_type_name(cats)}")
+                              f"or integers), got {type_name(cats)}")
         return cls(
             name=data["name"],
             kind=data["kind"],
@@ -354,24 +354,24 @@ class FeatureSchema:
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSchema:
         """Inverse of :meth:`to_dict`; values of the wrong type are an error."""
         if not isinstance(data, Mapping):
-            raise SchemaError(f"a schema must be a table, got {_type_name(data)}")
+            raise SchemaError(f"a schema must be a table, got {type_name(data)}")
         if "features" not in data:
             raise SchemaError("schema has no 'features' list")
         entries = data["features"]
         if not isinstance(entries, (list, tuple)):
             raise SchemaError(f"'features' must be a list of feature tables, got "
-                              f"{_type_name(entries)}")
+                              f"{type_name(entries)}")
         feats = []
         for i, entry in enumerate(entries, start=1):
             if not isinstance(entry, Mapping):
                 raise SchemaError(f"features entry #{i} must be a table with 'name' and 'kind', "
-                                  f"got {_type_name(entry)}")
+                                  f"got {type_name(entry)}")
             if "name" not in entry:
                 raise SchemaError(f"features entry #{i}: 'name' is required")
             feats.append(Feature.from_dict(entry))
-        label, benign = _label_pair(data.get("label", "label"), data.get("benign_label", "benign"))
+        label, benign = label_pair(data.get("label", "label"), data.get("benign_label", "benign"))
         return cls(features=tuple(feats), label=label, benign_label=benign,
-                   relations=_relation_list(data.get("relations", []), "relations"))
+                   relations=relation_list(data.get("relations", []), "relations"))
 
     @classmethod
     def from_file(
@@ -382,168 +382,30 @@ class FeatureSchema:
         columns: Sequence[str] | None = None,
         replaces: bool = False,
     ) -> FeatureSchema:
-        """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``, needs PyYAML) schema file.
+        """Read a TOML or YAML schema file: :func:`advsec.features.schema_file.schema_from_file`
+        (the file format is described in this module's docstring)."""
+        from advsec.features.schema_file import schema_from_file
 
-        The file is either a complete schema or a set of changes to ``base``:
+        return schema_from_file(path, base=base, columns=columns, replaces=replaces)
 
-        - ``features``: the complete, ordered feature list (tables with the keys of
-          :meth:`Feature.from_dict`); replaces the features of ``base``.
-        - ``override``: a table per feature name with the fields to change, e.g.
-          ``[override.src_bytes]`` / ``mutable = false``.
-        - ``drop``: feature names to remove.
-        - ``relations``: replaces the relations; ``add_relations``: appended to them.
-        - ``label``, ``benign_label``: the label column and the benign label.
-
-        ``columns`` (the raw table's columns), when given, must contain every feature named by the
-        result. A ``features`` list needs ``replace = true`` when there is a schema it replaces
-        (``base``, or ``replaces``: the caller would otherwise infer one). Every problem raises
-        :class:`SchemaError` naming the file and the key or column.
-        """
-        path = Path(path)
-        data = read_schema_file(path)
-        allowed = {"features", "override", "drop", "relations", "add_relations", "label",
-                   "benign_label", "description", "on_bound_violation", "replace"}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise SchemaError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-        if "replace" in data and not isinstance(data["replace"], bool):
-            raise SchemaError(f"{path}: 'replace' must be true or false, got "
-                              f"{_type_name(data['replace'])}")
-        try:
-            schema = cls._from_file_data(data, base)
-        except SchemaError as exc:
-            raise SchemaError(f"{path}: {exc}") from None
-        replacing = base is not None or replaces
-        if "features" in data and replacing and data.get("replace") is not True:
-            raise SchemaError(
-                f"{path}: a 'features' list replaces the whole schema; say so with "
-                f"'replace = true' at the top of the file, or change features with "
-                f"[override.NAME] / drop = [...]")
-        if columns is not None:
-            cols = set(columns)
-            unknown_cols = [n for n in schema.names if n not in cols]
-            if unknown_cols:
-                raise SchemaError(
-                    f"{path}: schema names column(s) {unknown_cols} that the table does not have"
-                )
-        return schema
-
-    @classmethod
-    def _from_file_data(cls, data: Mapping[str, Any], base: FeatureSchema | None) -> FeatureSchema:
-        policy = data.get("on_bound_violation")
-        if policy is not None and policy not in BOUND_POLICIES:
-            raise SchemaError(f"on_bound_violation must be one of {BOUND_POLICIES}, got "
-                              f"{_type_name(policy)}")
-        if "description" in data and not isinstance(data["description"], str):
-            raise SchemaError(f"'description' must be a string, got "
-                              f"{_type_name(data['description'])}")
-        label, benign = _label_pair(
-            data.get("label", base.label if base else "label"),
-            data.get("benign_label", base.benign_label if base else "benign"))
-        if "features" in data:
-            entries = data["features"]
-            if policy is not None and isinstance(entries, list):
-                entries = [{"on_bound_violation": policy, **e} if isinstance(e, Mapping) else e
-                           for e in entries]
-            schema = cls.from_dict({"features": entries, "label": label, "benign_label": benign,
-                                    "relations": list(base.relations) if base else []})
-        elif base is not None:
-            schema = replace(base, label=label, benign_label=benign)
-            if policy is not None:
-                schema = replace(schema, features=tuple(
-                    replace(f, on_bound_violation=policy) for f in schema.features))
-        else:
-            raise SchemaError("no 'features' list and no built-in schema to change")
-        drop = data.get("drop", [])
-        if not isinstance(drop, list) or not all(isinstance(n, str) for n in drop):
-            bad = next((n for n in drop if not isinstance(n, str)), drop) if isinstance(
-                drop, list) else drop
-            raise SchemaError(f"'drop' must be a list of feature names, got {_type_name(bad)}")
-        missing = [n for n in drop if n not in schema.names]
-        if missing:
-            raise SchemaError(f"'drop' names unknown feature(s) {missing}")
-        if drop:
-            schema = schema.select([n for n in schema.names if n not in set(drop)])
-        overrides = data.get("override", {})
-        if not isinstance(overrides, Mapping):
-            raise SchemaError(f"'override' must be a table of per-feature tables, got "
-                              f"{_type_name(overrides)}")
-        for name, fields in overrides.items():
-            if not isinstance(fields, Mapping):
-                raise SchemaError(f"override.{name} must be a table of fields to change, got "
-                                  f"{_type_name(fields)}")
-        schema = schema.with_overrides(overrides)
-        relations = list(_relation_list(data["relations"], "relations")
-                         if "relations" in data else schema.relations)
-        relations += _relation_list(data.get("add_relations", []), "add_relations")
-        schema = replace(schema, relations=tuple(relations))
-        from advsec.features.constraints import relations_from_schema
-
-        try:
-            relations_from_schema(schema)
-        except SchemaError:
-            raise
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
-            raise SchemaError(f"relations: invalid relation ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-        return schema
-
-
-def read_schema_file(path: str | Path) -> dict[str, Any]:
-    """The dictionary stored in a TOML or YAML schema file (one-line :class:`SchemaError`)."""
-    path = Path(path)
-    if path.is_dir():
-        raise SchemaError(f"{path}: is a directory, expected a schema file (.toml, .yaml)")
-    if not path.is_file():
-        raise SchemaError(f"{path}: schema file not found")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # pragma: no cover - Python 3.10
-                import tomli as tomllib
-            with path.open("rb") as fh:
-                data = tomllib.load(fh)
-        elif suffix in (".yaml", ".yml"):
-            try:
-                import yaml  # type: ignore[import-untyped]
-            except ImportError:
-                raise SchemaError(
-                    f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write TOML"
-                ) from None
-            with path.open("r", encoding="utf-8") as fh:
-                data = yaml.safe_load(fh)
-        else:
-            raise SchemaError(f"{path}: schema files must end in .toml, .yaml or .yml")
-    except SchemaError:
-        raise
-    except OSError as exc:
-        raise SchemaError(f"{path}: cannot read the schema file ({exc.strerror or exc})") from None
-    except Exception as exc:  # parse errors of either format
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SchemaError(f"{path}: not a valid {suffix[1:].upper()} file: {first}") from None
-    if not isinstance(data, dict):
-        raise SchemaError(f"{path}: expected a table/mapping at the top level")
-    return data
-
-
-def _label_pair(label: object, benign: object) -> tuple[str, str]:
+def label_pair(label: object, benign: object) -> tuple[str, str]:
+    """``(label column, benign label)`` checked (:class:`SchemaError` otherwise)."""
     if not isinstance(label, str) or not label:
-        raise SchemaError(f"'label' must be a column name (a string), got {_type_name(label)}")
+        raise SchemaError(f"'label' must be a column name (a string), got {type_name(label)}")
     if not isinstance(benign, (str, int)) or isinstance(benign, bool):
         raise SchemaError(f"'benign_label' must be a string or an integer, got "
-                          f"{_type_name(benign)}")
+                          f"{type_name(benign)}")
     return label, str(benign)
 
 
-def _relation_list(value: object, key: str) -> tuple[Mapping[str, Any], ...]:
+def relation_list(value: object, key: str) -> tuple[Mapping[str, Any], ...]:
+    """The relation tables of the schema key ``key`` (a list of tables, else SchemaError)."""
     if not isinstance(value, (list, tuple)):
-        raise SchemaError(f"'{key}' must be a list of relation tables, got {_type_name(value)}")
+        raise SchemaError(f"'{key}' must be a list of relation tables, got {type_name(value)}")
     for i, rel in enumerate(value, start=1):
         if not isinstance(rel, Mapping):
             raise SchemaError(f"{key} entry #{i} must be a table with a 'type', got "
-                              f"{_type_name(rel)}")
+                              f"{type_name(rel)}")
     return tuple(value)
 
 
@@ -557,3 +419,11 @@ def _relation_features(rel: Mapping[str, Any]) -> list[str]:
         elif isinstance(value, (list, tuple)):
             names.extend(str(v) for v in value)
     return names
+
+
+def read_schema_file(path: str | Path) -> dict[str, Any]:
+    """The dictionary stored in a TOML or YAML schema file (see
+    :func:`advsec.features.schema_file.read_schema_file`)."""
+    from advsec.features.schema_file import read_schema_file as read
+
+    return read(path)
