@@ -60,6 +60,7 @@ FEATURES = (
     Feature("mid", C, lower=0),
     Feature("hi", C, lower=0),
     Feature("dur", C, lower=0, transform="log1p"),
+    Feature("prate", C, lower=0, transform="log1p"),
 )
 RELATIONS = (
     {"type": "ratio", "name": "mean_size", "target": "mean", "numerator": "bytes",
@@ -75,6 +76,8 @@ RELATIONS = (
     {"type": "zero_if_zero", "name": "login2", "when": "logged", "features": ["cnt2"]},
     {"type": "zero_if_zero", "name": "login3", "when": "logged", "features": ["cnt3", "cnt2"]},
     {"type": "order", "name": "lo_mid_hi", "features": ["lo", "mid", "hi"]},
+    {"type": "formula", "name": "pkt_rate", "target": "prate", "expr": "(pkts + 1) / dur",
+     "rtol": 1e-6},
 )
 SCHEMA = FeatureSchema(features=FEATURES, label="label", benign_label="benign",
                        relations=RELATIONS)
@@ -93,6 +96,7 @@ def record(proto, svc, pkts, per_pkt, lost, a, b, syn, ack, logged, cnt, three, 
         "cnt": cnt if logged else 0, "cnt2": (cnt // 2) if logged else 0,
         "cnt3": (cnt % 7) if logged else 0,
         "lo": lo / 1000, "mid": mid / 1000, "hi": hi / 1000, "dur": dur / 10**6,
+        "prate": (pkts + 1) / (dur / 10**6) if dur else 0.0,
     }
 
 

@@ -23,6 +23,7 @@ import torch
 from advsec.attacks.projection import Projector
 from advsec.attacks.repair import repair_in_ball
 from advsec.attacks.success import succeeded
+from advsec.features.threat import admissible, restrict, snap_values
 
 if TYPE_CHECKING:
     from advsec.attacks.losses import Objective
@@ -139,11 +140,25 @@ class AttackBatch:
                          mutable=self.mutable, space=self.space, ball=ball)
 
     def repair(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(M, D)`` as valid records inside the eps-ball (the FeatureSpace's repair,
-        kept in the ball; ``x`` itself without a space). The frame repairs what ``perturb``
-        returns unless it is a tensor this method returned (possibly updated in place)."""
-        out = x if self.space is None else repair_in_ball(self.space, x, self.x0, self.eps,
-                                                          norm=self.norm)
+        """``x`` ``(M, D)`` as valid records inside the eps-ball (``x`` itself without a space).
+
+        With a FeatureSpace: the attacker's directions clamp ``x``, value-set columns go to
+        their nearest allowed value inside the ball (:mod:`advsec.features.threat`), the
+        space's repair runs kept in the ball, and a row that still breaks a direction or a
+        value set (a relation's repair moved it) is the original record. The frame repairs
+        what ``perturb`` returns unless it is a tensor this method returned (possibly updated
+        in place)."""
+        if self.space is None:
+            out = x
+        else:
+            tv = self.space.threat_view(x.device)
+            if tv.active:
+                x = restrict(tv, x, self.x0)
+                x = snap_values(tv, x, self.x0, self.x0 - self.eps, self.x0 + self.eps)
+            out = repair_in_ball(self.space, x, self.x0, self.eps, norm=self.norm)
+            if tv.active:
+                keep = admissible(tv, out, self.x0)
+                out = torch.where(keep[:, None], out, self.x0)
         self._repaired.append(out)
         return out
 

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from advsec.features.threat import restrict
+
 if TYPE_CHECKING:
     from advsec.features.space import FeatureSpace
 
@@ -16,7 +18,8 @@ class Projector:
     """Projection onto the eps-ball around ``x0`` intersected with the valid region.
 
     L-inf: the ball, the box and, with a FeatureSpace, its per-column bounds and immutable
-    columns (pinned to ``x0``) fold into one per-element ``[lo, hi]`` computed once, so a step
+    columns (pinned to ``x0``) and the attacker's directions (an ``increase`` column never
+    below ``x0``) fold into one per-element ``[lo, hi]`` computed once, so a step
     costs one in-place clamp; that is exactly the FeatureSpace's relaxed per-step projection
     (bounds and immutables from its ``torch_view``), whose full ``project`` then runs once, at
     the start of its final ``repair``. L2 (and L-inf without the ball): radial shrink onto the
@@ -56,6 +59,10 @@ class Projector:
             if mutable is not None:
                 lo = torch.where(mutable, lo, x0)
                 hi = torch.where(mutable, hi, x0)
+            if space is not None and space.threat_view(x0.device).directed:
+                tv = space.threat_view(x0.device)
+                lo = torch.where(tv.increase, torch.maximum(lo, x0), lo)
+                hi = torch.where(tv.decrease, torch.minimum(hi, x0), hi)
             self.lo, self.hi = lo, hi
         self.ball = ball
 
@@ -69,7 +76,8 @@ class Projector:
         if self.lower is not None:
             x = x.clamp_(self.lower, self.upper)
         if self.space is not None:
-            x = self.space.project(x, self.x0)
+            x = restrict(self.space.threat_view(x.device), self.space.project(x, self.x0),
+                         self.x0)
         return x
 
     def subset(self, rows: torch.Tensor) -> Projector:

@@ -19,18 +19,20 @@ def valid_records(
 ) -> np.ndarray:
     """``(N,)`` bool: rows of ``x_adv`` ``(N, D)`` that are valid records derived from ``x``.
 
-    A row is valid when (1) its immutable columns equal the original row's, (2) it encodes a
-    real record: re-encoding its decoded record gives back the same model input within ``tol``
-    (integers whole, one-hot blocks exactly one-hot, bounds held), and (3) the decoded record
-    passes ``space.valid_mask`` (relations, ...) when the space has one.
+    The one definition of "valid" (``valid`` column, ``valid_share``, exports, reports). A row
+    is valid when (1) its immutable columns equal the original row's, (2) it encodes a real
+    record: re-encoding its decoded record gives back the same model input within ``tol``
+    (integers whole, one-hot blocks exactly one-hot, bounds held), and (3) the decoded record,
+    checked by :meth:`FeatureSpace.validate` against the decoded original (bounds, value
+    sets, relations with the schema's tolerances, directions, immutables), breaks no check
+    that the decoded original passes: a check the clean record already fails (a test value
+    outside the training range, a TTL never seen in training) is not the attack's doing.
 
     Args:
         space: the fitted FeatureSpace the inputs came from.
         x_adv, x: adversarial and original model inputs, ``(N, D)``.
         tol: tolerance of the re-encoding check in model-input units.
-        clean_valid: optional ``(N,)`` bool, :func:`clean_validity` of ``x``: a row whose clean
-            record already fails ``valid_mask`` (a test value clipped to the training range) is
-            not held to check (3), which the attack did not break.
+        clean_valid: :func:`clean_validity` of ``x`` when already known (computed otherwise).
     """
     xa = _numpy(x_adv)
     xo = _numpy(x)
@@ -40,21 +42,24 @@ def valid_records(
         return np.zeros(0, dtype=bool)
     fixed = ~np.asarray(space.mutable_mask, dtype=bool)
     ok = np.all(xa[:, fixed] == xo[:, fixed], axis=1)
-    raw = space.decode(xa)
+    clean = space.decode(xo)
+    raw = space.decode(xa, reference=clean)
     again = np.asarray(space.encode(raw), dtype=np.float64)
     ok &= np.max(np.abs(again - xa), axis=1) <= tol
-    if hasattr(space, "valid_mask"):
-        passes = np.asarray(space.valid_mask(raw), dtype=bool)
-        ok &= passes if clean_valid is None else passes | ~np.asarray(clean_valid, dtype=bool)
-    return ok
+    checks = space.validate(raw, reference=clean).to_numpy(dtype=bool)
+    base = clean_validity(space, xo) if clean_valid is None else np.asarray(clean_valid,
+                                                                             dtype=bool)
+    if base.ndim == 1:  # a per-row verdict: rows whose clean record fails are not held to (3)
+        return ok & (~checks.any(axis=1) | ~base)
+    pad = np.zeros((len(xa), checks.shape[1] - base.shape[1]), dtype=bool)  # action checks
+    return ok & ~(checks & ~np.concatenate([base, pad], axis=1)).any(axis=1)
 
 
-def clean_validity(space: FeatureSpace, x: torch.Tensor | np.ndarray) -> np.ndarray | None:
-    """``(N,)`` bool: rows of ``x`` ``(N, D)`` whose decoded record passes ``space.valid_mask``
-    (``None`` when the space has no ``valid_mask``)."""
-    if not hasattr(space, "valid_mask"):
-        return None
-    return np.asarray(space.valid_mask(space.decode(_numpy(x))), dtype=bool)
+def clean_validity(space: FeatureSpace, x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``(N, C)`` bool: the checks of :meth:`FeatureSpace.validate` (bounds, value sets,
+    relations) that the decoded records of ``x`` ``(N, D)`` fail; what :func:`valid_records`
+    does not hold against an attack."""
+    return space.validate(space.decode(_numpy(x))).to_numpy(dtype=bool)
 
 
 def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Relations between features that every real record satisfies, each with a violation and a repair.
 
 A relation is configured by one entry of a schema's ``relations`` list (a dictionary, e.g. read from
-a TOML schema file). Four types cover the relations that flow features obey:
+a TOML schema file). Five types cover the relations that flow features obey:
 
 ``sum``
     ``sum(features) <op> target``. Keys: ``features`` (list of names), ``target`` (a feature name
@@ -17,6 +17,9 @@ a TOML schema file). Four types cover the relations that flow features obey:
 ``zero_if_zero``
     When ``when`` is zero (``|when| <= tol``), every feature in ``features`` is zero. Example: no
     compromise counters without a login.
+``formula``
+    ``target == expr`` within ``tol + rtol * |target|``, ``expr`` an arithmetic expression of
+    features (:mod:`advsec.features.formula`). Example: ``rate == (spkts + dpkts - 1) / dur``.
 
 Every relation may carry a ``name`` (default: built from its type and features), a
 ``description`` and ``holds_on``, the share of training rows it was found to hold on (written by
@@ -51,6 +54,7 @@ from advsec.features.schema import FeatureSchema
 __all__ = [
     "RELATION_TYPES",
     "VIOLATION_EPS",
+    "FormulaRelation",
     "OrderRelation",
     "RatioRelation",
     "Relation",
@@ -322,8 +326,11 @@ class ZeroIfZeroRelation(Relation):
         return out
 
 
+from advsec.features.formula import FormulaRelation, parse_formula  # noqa: E402  (needs Relation)
+
 RELATION_TYPES: dict[str, type[Relation]] = {
-    cls.type_name: cls for cls in (SumRelation, RatioRelation, OrderRelation, ZeroIfZeroRelation)
+    cls.type_name: cls for cls in (SumRelation, RatioRelation, OrderRelation, ZeroIfZeroRelation,
+                                   FormulaRelation)
 }
 
 
@@ -398,6 +405,8 @@ def parse_relation(config: Mapping[str, Any], schema: FeatureSchema | None = Non
         rel = RatioRelation(str(config.get("name") or f"ratio({t}={n}/{d})"), desc, target=t,
                             numerator=n, denominator=d, scale=number("scale", 1.0),
                             tol=number("tol", 0.0), rtol=number("rtol", 0.0))
+    elif cls is FormulaRelation:
+        rel = parse_formula(config, label, desc, number)
     elif cls is OrderRelation:
         chain = names("features", at_least=2)
         rel = OrderRelation(str(config.get("name") or f"order({'<='.join(chain)})"), desc,

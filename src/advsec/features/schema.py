@@ -40,6 +40,7 @@ in numeric features are always an error.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -418,6 +419,11 @@ def _relation_features(rel: Mapping[str, Any]) -> list[str]:
             names.append(value)
         elif isinstance(value, (list, tuple)):
             names.extend(str(v) for v in value)
+    if isinstance(rel.get("expr"), str):
+        from advsec.features.formula import parse_expression
+
+        with contextlib.suppress(SchemaError):  # reported when the relation is parsed
+            names.extend(parse_expression(rel["expr"]).names)
     return names
 
 

@@ -51,6 +51,7 @@ from advsec.features.constraints import Relation, relations_from_schema
 from advsec.features.repair.plan import RepairPlan
 from advsec.features.repair.reference import repair_reference
 from advsec.features.schema import Feature, FeatureKind, FeatureSchema
+from advsec.features.threat import ThreatView, build_threat_view
 from advsec.features.torch_view import (
     NumericView,
     TorchView,
@@ -76,6 +77,8 @@ class FeatureSpace:
         categories_: per categorical feature, the categories (``<other>`` excluded).
         decimals_: per continuous feature whose training values all have at most 9 decimals,
             that number of decimals (``decode`` rounds to it).
+        values_: per numeric feature with a value set (``values`` in the schema), the allowed
+            values, sorted (``"observed"``: the training table's values).
         numeric_features_: names of the numeric features, in model-space order; column ``k`` of
             :meth:`to_raw`'s output holds feature ``numeric_features_[k]``.
         relations_: the schema's relations, bound to the columns of :meth:`to_raw`'s output.
@@ -95,8 +98,10 @@ class FeatureSpace:
         self._views: dict[str, TorchView] = {}
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, raw: pd.DataFrame) -> FeatureSpace:
-        """Learn scalings, categories and decimals from the training table ``raw`` (N rows)."""
+    def fit(self, raw: pd.DataFrame, *, check: bool = True) -> FeatureSpace:
+        """Learn scalings, categories, decimals and value sets from the training table ``raw``
+        (N rows); with ``check`` (the default), then :meth:`check_training`: every training
+        record must be valid under the schema."""
         self._check_columns(raw)
         if len(raw) == 0:
             raise DataError("cannot fit a FeatureSpace on an empty table")
@@ -104,6 +109,7 @@ class FeatureSpace:
         self.span_: dict[str, float] = {}
         self.categories_: dict[str, tuple[str, ...]] = {}
         self.decimals_: dict[str, int] = {}
+        self.values_: dict[str, tuple[float, ...]] = {}
         for f in self.schema:
             if f.kind is FeatureKind.CATEGORICAL:
                 if f.categories is not None:
@@ -114,6 +120,9 @@ class FeatureSpace:
                 self.categories_[f.name] = cats
                 continue
             values = numeric_values(raw, f)
+            if f.values is not None:
+                self.values_[f.name] = (tuple(sorted({float(v) for v in values}))
+                                        if isinstance(f.values, str) else tuple(f.values))
             if f.lower is not None or f.upper is not None:  # as encode does
                 values = np.clip(values, f.lower if f.lower is not None else -np.inf,
                                  f.upper if f.upper is not None else np.inf)
@@ -131,6 +140,8 @@ class FeatureSpace:
                 if places is not None:
                     self.decimals_[f.name] = places
         self._build_layout()
+        if check:
+            self.check_training(raw)
         return self
 
     def _build_layout(self) -> None:
@@ -149,6 +160,7 @@ class FeatureSpace:
         index = {name: k for k, name in enumerate(self.numeric_features_)}
         self.relations_ = [rel.bind(index) for rel in self._relations]
         self._views = {}
+        self._threat_views: dict[str, ThreatView] = {}
         self._num_views: dict[str, NumericView] = {}
         self._repair_plans: dict[str, RepairPlan] = {}
 
@@ -206,6 +218,15 @@ class FeatureSpace:
         if key not in self._views:
             self._views[key] = build_torch_view(self, device)
         return self._views[key]
+
+    def threat_view(self, device: torch.device | str = "cpu") -> ThreatView:
+        """The attacker action model (directions, value sets) on ``device`` (cached per
+        device; :mod:`advsec.features.threat`)."""
+        self._check_fitted()
+        key = str(torch.device(device))
+        if key not in self._threat_views:
+            self._threat_views[key] = build_threat_view(self, device)
+        return self._threat_views[key]
 
     def project(self, x: torch.Tensor, x_orig: torch.Tensor) -> torch.Tensor:
         """Put ``x`` ``(N, D)`` back into the valid region, relaxed (cheap; used every step).
@@ -282,22 +303,57 @@ class FeatureSpace:
         return total
 
     # ------------------------------------------------------------------ validation (raw records)
-    def validate(self, raw: pd.DataFrame) -> pd.DataFrame:
+    def validate(self, raw: pd.DataFrame, *,
+                 reference: pd.DataFrame | None = None) -> pd.DataFrame:
         """Which checks each raw record fails: a boolean DataFrame, True = violated.
 
-        Columns: ``bound:<feature>`` for every numeric feature (missing or non-numeric value,
-        below ``lower``, above ``upper``, not a whole number for integer features, not 0/1 for
-        binary ones), then ``relation:<name>`` for every relation of the schema. The index is
-        ``raw.index``.
+        The one validator of records: the ``valid`` column, ``valid_share``, exports and
+        reports all derive from it. Columns: ``bound:<feature>`` for every numeric feature
+        (missing or non-numeric value, below ``lower``, above ``upper``, not a whole number for
+        integer features, not 0/1 for binary ones), ``values:<feature>`` for every feature with
+        a value set (a value outside it), ``relation:<name>`` for every relation of the schema
+        (within the tolerances it states). With ``reference``, the original records of the
+        same N rows, also the action model: ``direction:<feature>`` (an ``increase`` feature
+        below its original, a ``decrease`` one above) and ``immutable:<feature>`` (an
+        immutable feature that differs from its original). The index is ``raw.index``.
         """
         self._check_fitted()
         self._check_columns(raw)
-        return validate_table(self, raw)
+        if reference is not None:
+            self._check_columns(reference)
+            if len(reference) != len(raw):
+                raise DataError(f"validate: reference has {len(reference)} rows, the records "
+                                f"{len(raw)}")
+        return validate_table(self, raw, reference)
 
-    def valid_mask(self, raw: pd.DataFrame) -> np.ndarray:
+    def valid_mask(self, raw: pd.DataFrame, *,
+                   reference: pd.DataFrame | None = None) -> np.ndarray:
         """Boolean ``(N,)``: True where the raw record passes every check of :meth:`validate`."""
-        checks = self.validate(raw)
+        checks = self.validate(raw, reference=reference)
         return ~checks.to_numpy(dtype=bool).any(axis=1)
+
+    def check_training(self, raw: pd.DataFrame) -> None:
+        """Raise :class:`SchemaError` when a record of ``raw`` (the training table) breaks a
+        bound, value set or relation: a schema that real records break is wrong, and every
+        attack result under it would be too. The message names the first such record (its
+        index label) and check, with the values of the features involved."""
+        checks = self.validate(raw)
+        mat = checks.to_numpy(dtype=bool)
+        if not mat.any():
+            return
+        row, col = (int(v[0]) for v in np.nonzero(mat))
+        name = str(checks.columns[col])
+        count = int(mat[:, col].sum())
+        kind, _, what = name.partition(":")
+        feats = [what]
+        if kind == "relation":
+            rel = next(r for r in self.relations_ if r.name == what)
+            feats = list(rel.features)
+        shown = ", ".join(f"{f}={raw[f].iloc[row]!r}" for f in feats)
+        raise SchemaError(
+            f"training record {raw.index[row]!r} breaks {kind} {what!r} ({shown}; {count:,} of "
+            f"{len(raw):,} training records do): the schema does not describe this data; fix "
+            f"or drop that {kind} in the schema")
 
     def _numeric_view(self, device: torch.device | str) -> NumericView:
         """The numeric columns of :meth:`torch_view` on ``device`` (cached per device)."""
@@ -316,6 +372,7 @@ class FeatureSpace:
             "span": self.span_,
             "categories": {k: list(v) for k, v in self.categories_.items()},
             "decimals": dict(self.decimals_),
+            "values": {k: list(v) for k, v in self.values_.items()},
         }
 
     @classmethod
@@ -326,6 +383,7 @@ class FeatureSpace:
         space.span_ = {k: float(v) for k, v in data["span"].items()}
         space.categories_ = {k: tuple(v) for k, v in data["categories"].items()}
         space.decimals_ = {k: int(v) for k, v in data.get("decimals", {}).items()}
+        space.values_ = {k: tuple(float(x) for x in v) for k, v in data.get("values", {}).items()}
         space._build_layout()
         return space
 

@@ -15,6 +15,7 @@ import torch
 
 from advsec.features.constraints import (
     VIOLATION_EPS,
+    FormulaRelation,
     OrderRelation,
     RatioRelation,
     Relation,
@@ -26,8 +27,8 @@ from advsec.features.repair.ops import f64_column, long_tensor, select
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["GROUPS", "OrderGroup", "Padded", "RatioGroup", "RelationGroup", "SumGroup",
-           "ZeroIfZeroGroup", "relation_kind"]
+__all__ = ["GROUPS", "FormulaGroup", "OrderGroup", "Padded", "RatioGroup", "RelationGroup",
+           "SumGroup", "ZeroIfZeroGroup", "relation_kind"]
 
 
 class RelationGroup:
@@ -312,12 +313,48 @@ class OrderGroup(RelationGroup):
                                                   raw.index_select(0, src)))
 
 
+class FormulaGroup(RelationGroup):
+    """``formula`` relations: a mutable target takes the expression's value. One expression
+    evaluation per member (expressions differ in shape, so they are not batched)."""
+
+    def __init__(self, rels: list[Relation], cols: Callable[[Relation], list[int]],
+                 mut: np.ndarray | None, zero_row: int, dev: torch.device) -> None:
+        super().__init__(rels, cols, mut, zero_row, dev)
+        self.rels = [r for r in rels if isinstance(r, FormulaRelation)]
+        self.rows = [dict(zip(r.features, cols(r), strict=True)) for r in self.rels]
+        own = [r.columns()[0] for r in self.rels]
+        self.moves = [mut is not None and bool(mut[c]) for c in own]
+
+    def _bad_one(self, i: int, raw: torch.Tensor) -> torch.Tensor:
+        rows = self.rows[i]
+        rel = self.rels[i]
+        return rel.violation_of(raw[rows[rel.target]], _getter(raw, rows)) > VIOLATION_EPS
+
+    def bad(self, raw: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self._bad_one(i, raw) for i in range(len(self.rels))])
+
+    def repair(self, raw: torch.Tensor) -> None:
+        for i, rel in enumerate(self.rels):
+            if not self.moves[i]:
+                continue
+            rows = self.rows[i]
+            t = rows[rel.target]
+            bad = self._bad_one(i, raw)
+            value = rel.expected(_getter(raw, rows)).expand_as(raw[t])
+            raw[t] = torch.where(bad, value, raw[t])
+
+
+def _getter(raw: torch.Tensor, rows: dict[str, int]) -> Callable[[str], torch.Tensor]:
+    return lambda name: raw[rows[name]]
+
+
 _CLASSES: dict[str, type[Relation]] = {
     "zero_if_zero": ZeroIfZeroRelation, "sum": SumRelation, "ratio": RatioRelation,
-    "order": OrderRelation,
+    "order": OrderRelation, "formula": FormulaRelation,
 }
 GROUPS: dict[str, type[RelationGroup]] = {
     "zero_if_zero": ZeroIfZeroGroup, "sum": SumGroup, "ratio": RatioGroup, "order": OrderGroup,
+    "formula": FormulaGroup,
 }
 """Group class of each relation type (:func:`relation_kind`)."""
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from advsec.features.constraints import (
     VIOLATION_EPS,
+    FormulaRelation,
     RatioRelation,
     Relation,
     SumRelation,
@@ -31,6 +32,8 @@ def reads_writes(rel: Relation, mut: np.ndarray) -> tuple[set[int], set[int]]:
     cols = rel.columns()
     if isinstance(rel, ZeroIfZeroRelation):
         return {cols[0]}, {c for c in cols[1:] if mut[c]}
+    if isinstance(rel, FormulaRelation):
+        return set(cols), ({cols[0]} if mut[cols[0]] else set())
     if isinstance(rel, SumRelation):
         n = len(rel.addends)
         target = cols[n] if isinstance(rel.target, str) else None
