@@ -88,7 +88,8 @@ def kdd_load(root: Path, **options) -> Callable[[], object]:
     return lambda: load("kdd99", root=root, test="split", **options)
 
 
-UNSW_NAMES = FeatureSchema.from_file(SCHEMA_DIR / "unsw-nb15.toml").names
+UNSW_SCHEMA = FeatureSchema.from_file(SCHEMA_DIR / "unsw-nb15.toml")
+UNSW_NAMES = UNSW_SCHEMA.names
 
 
 def unsw_root(tmp: Path, edit: dict | None = None, drop: str | None = None) -> Path:
@@ -97,7 +98,7 @@ def unsw_root(tmp: Path, edit: dict | None = None, drop: str | None = None) -> P
     header = ["id", *UNSW_NAMES, "attack_cat", "label"]
     lines = []
     for i in range(1, 9):
-        row = {n: "0" for n in UNSW_NAMES}
+        row = {f.name: "%g" % max(0.0, f.lower or 0.0) for f in UNSW_SCHEMA if f.is_numeric}
         row.update(proto="tcp", service="-", state="FIN", id=str(i))
         row["attack_cat"], row["label"] = ("Normal", "0") if i % 2 else ("DoS", "1")
         row.update((edit or {}).get(i, {}))

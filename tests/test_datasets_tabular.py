@@ -19,10 +19,11 @@ from advsec.features.space import FeatureSpace
 def flows(n: int = 60, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     malicious = np.arange(n) % 3 == 0
+    heavy = malicious | (np.arange(n) % 9 == 1)  # some benign flows are large: not a leak
     return pd.DataFrame({
         "row": np.arange(1, n + 1),
         "proto": rng.choice(["tcp", "udp"], n),
-        "bytes": np.where(malicious, rng.integers(10_000, 10**7, n), rng.integers(0, 800, n)),
+        "bytes": np.where(heavy, rng.integers(10_000, 10**7, n), rng.integers(0, 800, n)),
         "share": np.round(rng.random(n), 3),
         "delta": np.round(rng.normal(0, 1, n), 4),
         "flag": rng.integers(0, 2, n),

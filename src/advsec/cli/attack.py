@@ -128,6 +128,9 @@ def run_attack(
         raise ConfigError(f"--norm: {name} supports {' or '.join(spec.norms)}, got {norm!r}")
     if any(e < 0 for e in eps):
         raise ConfigError("--eps: budgets must be >= 0")
+    if norm == "linf" and any(e > 1 for e in eps):
+        raise ConfigError(f"--eps: {max(eps):g} is over 1, but an L-inf eps is a fraction of "
+                          "each feature's range (0.05 = 5 %)")
     if steps is not None and steps < 1:
         raise ConfigError(f"--steps: must be >= 1, got {steps}")
     if max_rows is not None and max_rows < 1:

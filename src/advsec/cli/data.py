@@ -1,4 +1,5 @@
-"""``advsec data``: list the dataset loaders, describe a dataset, fetch its files.
+"""``advsec data``: list the dataset loaders, describe a dataset, fetch its files, infer the
+schema of a table file (``advsec data schema FILE --label-column COL``).
 
 Errors (a missing file, a malformed row, an unknown dataset) are raised as
 :class:`~advsec.errors.AdvsecError`; the main app prints them as one line and exits with code 2.
@@ -7,21 +8,29 @@ Errors (a missing file, a malformed row, an unknown dataset) are raised as
 from __future__ import annotations
 
 import json
+import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from advsec.cli.common import console
+from advsec.cli.common import console, err_console
 from advsec.datasets import Dataset, get_loader, load, registered
 from advsec.datasets.fetch import SOURCES, fetch
+from advsec.datasets.inference import describe_features
+from advsec.datasets.tabular import FileSchema, infer_file_schema
+from advsec.errors import ConfigError
 from advsec.features.schema import FeatureKind
+from advsec.features.schema_toml import schema_to_toml
+from advsec.runio import write_text
 
-__all__ = ["app", "dataset_summary"]
+__all__ = ["app", "dataset_summary", "schema_file_text"]
 
 app = typer.Typer(
-    help="Datasets: list the loaders, show rows and classes of one, fetch its files.",
+    help="Datasets: list the loaders, show rows and classes of one, fetch its files, infer the "
+         "schema of a table file.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -67,8 +76,13 @@ def info_command(
                                        "changes or replaces the feature schema."),
     test: Path | None = typer.Option(None, "--test", help="Tabular data: a separate test file."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    show_schema: bool = typer.Option(False, "--show-schema", help="Print the feature schema in "
+                                     "effect as a TOML schema file instead of the summary."),
 ) -> None:
     """Rows, columns, features and class counts of the train and test splits of a dataset."""
+    if as_json and show_schema:
+        raise ConfigError("--json and --show-schema: choose one (the summary as JSON, or the "
+                          "schema as TOML)")
     options: dict[str, Any] = {"scheme": scheme, "seed": seed}
     if schema is not None:
         options["schema_file"] = schema
@@ -88,6 +102,13 @@ def info_command(
             options["test_path"] = test
     get_loader(name)
     ds = load(name, **options)
+    if show_schema:
+        header = [f"Feature schema in effect for dataset {ds.name!r} (scheme {ds.scheme!r}; "
+                  f"{len(ds.train):,} training and {len(ds.test):,} test rows), written by "
+                  "`advsec data info --show-schema`", "notes:", *[f"  - {n}" for n in ds.notes]]
+        typer.echo(schema_to_toml(ds.schema, header=header,
+                                  feature_notes=describe_features(ds.train, ds.schema)), nl=False)
+        return
     summary = dataset_summary(ds)
     if as_json:
         console.print_json(json.dumps(summary))
@@ -109,6 +130,80 @@ def fetch_command(
         console.print(f"{p}", markup=False, highlight=False)
     console.print(f"use: advsec data info {name} --root {paths[0].parent}", markup=False,
                   highlight=False)
+
+
+@app.command("schema")
+def schema_command(
+    file: Path = typer.Argument(..., help="A CSV (plain or gzip) or Parquet table with a header."),
+    label_column: str = typer.Option(..., "--label-column", help="The label column."),
+    benign_label: str | None = typer.Option(None, "--benign-label", help="The benign label "
+                                            "value (default: guessed among benign, normal, 0)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the schema to this .toml file "
+                                    "(default: print it)."),
+    max_categories: int = typer.Option(100, "--max-categories", help="Text columns with more "
+                                       "distinct values are left out."),
+    delimiter: str = typer.Option(",", "--delimiter", help="The CSV field separator."),
+    no_discover: bool = typer.Option(False, "--no-discover", help="Skip constraint discovery "
+                                     "(relations and value sets)."),
+) -> None:
+    """Infer the feature schema of a whole table file (kinds, bounds, left-out columns,
+    relations) and write it as a commented TOML schema file to edit and pass back as --schema."""
+    if max_categories < 0:
+        raise ConfigError(f"--max-categories: expected an integer >= 0, got {max_categories}")
+    if out is not None:
+        _check_out(out, source=file)
+    found = infer_file_schema(file, label_column=label_column, benign_label=benign_label,
+                              delimiter=delimiter, max_categories=max_categories,
+                              discover=not no_discover)
+    text = schema_file_text(found)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        write_text(out, text)
+    for line in _schema_summary(found, out):
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def schema_file_text(found: FileSchema) -> str:
+    """The commented TOML schema file of an inferred file schema (:func:`schema_to_toml`)."""
+    s = found.schema
+    header = [f"Feature schema of {found.path} ({found.rows:,} rows; label column {s.label!r}, "
+              f"benign label {s.benign_label!r}), inferred from the whole file by "
+              "`advsec data schema` (rules: advsec.datasets.inference)", "notes:",
+              *[f"  - {n}" for n in found.notes]]
+    return schema_to_toml(s, header=header, feature_notes=found.feature_notes,
+                          candidates=found.candidates)
+
+
+def _check_out(out: Path, *, source: Path) -> None:
+    """A ConfigError unless ``out`` can take the schema file (checked before any reading)."""
+    if out.suffix.lower() != ".toml":
+        raise ConfigError(f"--out {out}: the schema file must end in .toml")
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a directory, expected a .toml file path")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"--out {out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"--out {out}: folder {parent} is not writable")
+    if out.exists() and source.exists() and out.resolve() == source.resolve():
+        raise ConfigError(f"--out {out}: is the input table itself")
+
+
+def _schema_summary(found: FileSchema, out: Path | None) -> list[str]:
+    kinds = Counter(f.kind.value for f in found.schema)
+    by_kind = ", ".join(f"{kinds[k.value]} {k.value}" for k in FeatureKind if kinds[k.value])
+    lines = [f"{found.path}: {found.rows:,} rows; {len(found.schema)} features kept "
+             f"({by_kind}); {sum(not f.mutable for f in found.schema)} immutable"]
+    dropped = [n for n in found.notes if n.startswith("column ") and " left out: " in n]
+    lines += [f"  {n}" for n in dropped] or ["  no column left out"]
+    with_sets = sum(f.values is not None for f in found.schema)
+    lines.append(f"relations: {len(found.schema.relations)} hold on every row, "
+                 f"{len(found.candidates)} candidate(s) written commented out; value sets: "
+                 f"{with_sets} feature(s)")
+    lines.append(f"schema written to {out}" if out is not None else
+                 "schema printed above (use --out FILE.toml to write it)")
+    return lines
 
 
 def dataset_summary(ds: Dataset) -> dict[str, Any]:

@@ -4,19 +4,18 @@
 text; the ``binary`` scheme maps the benign label to itself and every other value to
 ``"attack"``, the ``attack`` scheme keeps the values.
 
-Schema inference (training rows only; a schema file's ``override``/``drop``/relations apply on
-top, a schema file with a ``features`` list replaces it):
+Schema inference (:mod:`advsec.datasets.inference`, on the training rows: row ids, constant,
+empty, label-like and high-cardinality text columns are left out with a note; bounds hold for the
+test rows too) gives the features; constraint discovery (:mod:`advsec.features.discovery`, on the
+training rows; ``discover=False`` turns it off) adds the relations that hold on every training
+row and the value sets of low-cardinality integer features (widened by the test rows' values, so
+that no clean test record breaks them); one note sums them up. A schema file's ``override`` /
+``drop`` / ``relations`` (replace) / ``add_relations`` (append) apply on top of that; a schema
+file with a ``features`` list (and ``replace = true``) replaces it, and nothing is inferred or
+discovered.
 
-- integer columns whose values increase strictly from row to row (a row id or sequence number)
-  and all-empty columns are left out, with a note;
-- numeric columns: ``binary`` if every value is 0 or 1, ``integer`` if every value is whole,
-  ``continuous`` otherwise; lower bound 0 when no value is negative; upper bound 1 for
-  continuous columns within [0, 1] (shares); ``log1p`` for non-negative columns whose maximum
-  exceeds 100 times (median + 1) (heavy tails); all mutable. Inferred bounds (and ``binary``)
-  also hold for every test row, so that inference never rejects a test record;
-- text columns: a numeric column with a stray word in it (at least 90 % of values numbers) is an
-  error naming the row; otherwise ``categorical`` and immutable if it has at most
-  ``max_categories`` values, else left out with a note (addresses, timestamps, free text).
+:func:`infer_file_schema` infers the schema of a whole file (no split), for
+``advsec data schema``.
 
 Bad input gives one-line :class:`~advsec.errors.DataError` naming the file and the row (the
 1-based data row of the file, also after a split): a missing label column, an empty label, a
@@ -30,14 +29,16 @@ it becomes a class of its own and a note lists it.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from advsec.datasets._checks import SOURCE_COLUMNS, check_labels, row_name, tag_source
+from advsec.datasets._checks import SOURCE_COLUMNS, check_labels, tag_source
 from advsec.datasets._common import (
     LABEL,
     check_scheme,
@@ -47,12 +48,15 @@ from advsec.datasets._common import (
 )
 from advsec.datasets._readers import read_csv, read_parquet
 from advsec.datasets._split import split_table
-from advsec.datasets._text import check_file, shown
+from advsec.datasets._text import check_file
 from advsec.datasets.base import Dataset, register
+from advsec.datasets.inference import LABEL_LIKE, describe_features, infer_schema
 from advsec.errors import ConfigError, DataError
-from advsec.features.schema import Feature, FeatureKind, FeatureSchema
+from advsec.features import discovery
+from advsec.features.schema import FeatureSchema
 
-__all__ = ["infer_schema", "load_tabular", "read_table"]
+__all__ = ["FileSchema", "apply_discovery", "benign_label_of", "infer_file_schema",
+           "infer_schema", "load_tabular", "read_table"]
 
 log = logging.getLogger(__name__)
 
@@ -84,89 +88,127 @@ def read_table(
     return df
 
 
-def _is_row_id(values: pd.Series) -> bool:
-    if not pd.api.types.is_integer_dtype(values) or len(values) < 2:
-        return False
-    return bool(np.all(np.diff(values.to_numpy()) > 0))
+def benign_label_of(df: pd.DataFrame, *, label_column: str, benign_label: str | None,
+                    notes: list[str]) -> str:
+    """The benign label of ``df``'s ``label_column``: ``benign_label`` when some row has it
+    (else a DataError), or the first of ``benign``, ``normal``, ``0`` (any case) present (a note
+    says so)."""
+    labels = df[label_column]
+    where = df.attrs.get("path", "table")
+    if benign_label is None:
+        present = set(labels.unique())
+        guess = next((g for g in _BENIGN_GUESSES if g in present), None)
+        if guess is None:
+            values = ", ".join(repr(v) for v in sorted(map(str, present))[:8])
+            raise DataError(f"{where}: cannot tell the benign label of column "
+                            f"{label_column!r} (values: {values}); set the benign label "
+                            f"(--benign-label, or [data] benign_label in an experiment file)")
+        notes.append(f"benign label guessed: {guess!r}")
+        return guess
+    if not (labels == str(benign_label)).any():
+        values = ", ".join(repr(v) for v in sorted(map(str, labels.unique()))[:8])
+        raise DataError(f"{where}, column {label_column!r}: no row has the "
+                        f"benign label {benign_label!r} (values: {values})")
+    return str(benign_label)
 
 
-def infer_schema(
-    df: pd.DataFrame,
+#: derived-value relations (formula, ratio) holding on this share of the training rows are
+#: enforced with their holds_on (:func:`apply_discovery`)
+DERIVED_SHARE = 0.98
+
+
+def apply_discovery(
+    df: pd.DataFrame, schema: FeatureSchema, *, notes: list[str],
+    also: pd.DataFrame | None = None,
+) -> tuple[FeatureSchema, list[dict[str, Any]], list[str]]:
+    """``(schema, candidates, discovery notes)``: ``schema`` with the relations that hold on
+    every row of ``df`` (:func:`advsec.features.discovery.discover`) and the discovered value
+    sets (widened by the values of ``also``, the test rows); adds one summary note to ``notes``.
+    Derived-value relations (``formula``, ``ratio``: a rate, a load, a mean size) holding on
+    at least :data:`DERIVED_SHARE` of the rows are enforced too, with their ``holds_on`` (an
+    attack may not break them where the original record satisfies them): such a template does
+    not hold that often by accident, and the rows it misses are records whose inputs were
+    rounded (a duration of 0) or disagree in the source. Other near-holding relations (at
+    least 99 % of rows) are candidates, not enforced."""
+    found = discovery.discover(df, schema, min_share=DERIVED_SHARE)
+    derived = [c for c in found.candidates if c["type"] in ("formula", "ratio")]
+    others = [c for c in found.candidates if c not in derived and c["holds_on"] >= 0.99]
+    feats = []
+    widened = 0
+    for f in schema.features:
+        allowed = found.value_sets.get(f.name)
+        if allowed is None or not f.is_numeric:
+            feats.append(f)
+            continue
+        values = {float(v) for v in allowed}
+        if also is not None and f.name in also.columns:
+            extra = pd.to_numeric(also[f.name], errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan)
+            new = set(extra[np.isfinite(extra)].tolist()) - values
+            widened += bool(new)
+            values |= new
+        feats.append(replace(f, values=tuple(sorted(values))))
+    with_sets = [f.name for f in feats if f.values is not None and f.name in found.value_sets]
+    enforced = [*found.relations, *derived]
+    schema = replace(schema, features=tuple(feats), relations=tuple(dict(r) for r in enforced))
+    shown = ", ".join(with_sets[:8]) + (", ..." if len(with_sets) > 8 else "")
+    notes.append(f"constraint discovery: {len(found.relations)} relation(s) hold on every "
+                 f"training row and {len(derived)} derived-value relation(s) on at least "
+                 f"{100 * DERIVED_SHARE:g} % (enforced), {len(others)} near-holding candidate(s) "
+                 f"not enforced, value sets for {len(with_sets)} feature(s)"
+                 + (f" ({shown})" if with_sets else "")
+                 + (f", {widened} widened by test values" if widened else ""))
+    for note in found.notes:
+        log.info("%s: discovery: %s", NAME, note)
+    return schema, [dict(c) for c in others], list(found.notes)
+
+
+@dataclass(frozen=True)
+class FileSchema:
+    """The schema inferred for a whole table file (:func:`infer_file_schema`).
+
+    Attributes:
+        schema: the features (``label`` = the file's label column) and discovered relations.
+        path: the file; rows: its number of data rows.
+        notes: what inference and discovery did (left-out columns and why, ...).
+        candidates: near-holding relation tables (``holds_on < 1``), not in ``schema``.
+        feature_notes: per feature, its observed range and number of distinct values.
+    """
+
+    schema: FeatureSchema
+    path: str
+    rows: int
+    notes: tuple[str, ...]
+    candidates: tuple[Mapping[str, Any], ...]
+    feature_notes: Mapping[str, str]
+
+
+def infer_file_schema(
+    path: str | Path,
     *,
     label_column: str,
-    benign_label: str,
+    benign_label: str | None = None,
+    delimiter: str = ",",
     max_categories: int = 100,
-    notes: list[str] | None = None,
-    also: pd.DataFrame | None = None,
-) -> FeatureSchema:
-    """A :class:`FeatureSchema` for every usable column of ``df`` but the label (module rules);
-    inferred bounds also hold for the rows of ``also`` (the test split), where given."""
-    notes = notes if notes is not None else []
-    where = df.attrs.get("path", "table")
-    feats: list[Feature] = []
-    for name in df.columns:
-        if name == label_column or name in SOURCE_COLUMNS:
-            continue
-        col = df[name]
-        if col.isna().all():
-            notes.append(f"column {name!r} left out: every value is empty")
-            continue
-        if pd.api.types.is_bool_dtype(col):
-            feats.append(Feature(name, FeatureKind.BINARY))
-            continue
-        if not pd.api.types.is_numeric_dtype(col):
-            text = col.astype("string")
-            numbers = pd.to_numeric(text, errors="coerce")
-            non_null = int(text.notna().sum())
-            bad = (numbers.isna() & text.notna()).to_numpy(dtype=bool)
-            if non_null and not bad.any() and not text.isna().any():
-                col = numbers  # numbers read as text (a word elsewhere, e.g. in the test split)
-            elif non_null and int(numbers.notna().sum()) >= 0.9 * non_null:
-                pos = int(np.flatnonzero(bad)[0]) if bad.any() else int(
-                    np.flatnonzero(text.isna().to_numpy())[0])
-                raise DataError(f"{row_name(df, pos, where)}, column {name!r}: expected a "
-                                f"number, got {shown(df[name].iloc[pos])}")
-        if pd.api.types.is_numeric_dtype(col):
-            if col.isna().any():
-                pos = int(np.flatnonzero(col.isna().to_numpy())[0])
-                raise DataError(f"{row_name(df, pos, where)}, column {name!r}: empty value, "
-                                f"expected a number (blank or NaN)")
-            if _is_row_id(col):
-                notes.append(f"column {name!r} left out: a row id (strictly increasing integers)")
-                continue
-            values = col.to_numpy(dtype=np.float64)
-            if not np.isfinite(values).all():
-                pos = int(np.flatnonzero(~np.isfinite(values))[0])
-                raise DataError(f"{row_name(df, pos, where)}, column {name!r}: got "
-                                f"{values[pos]}; expected a finite number")
-            extra = np.array([])
-            if also is not None and name in also.columns:
-                extra = pd.to_numeric(also[name], errors="coerce").to_numpy(
-                    dtype=np.float64, na_value=np.nan)
-            feats.append(_numeric_feature(name, values, extra[np.isfinite(extra)]))
-            continue
-        n_values = int(text.nunique(dropna=True))
-        if n_values > max_categories:
-            notes.append(f"column {name!r} left out: text with {n_values:,} distinct values "
-                         f"(more than max_categories={max_categories})")
-            continue
-        feats.append(Feature(name, FeatureKind.CATEGORICAL, mutable=False))
-    if not feats:
-        raise DataError(f"{where}: no usable feature columns besides {label_column!r}")
-    return FeatureSchema(features=tuple(feats), label=LABEL, benign_label=benign_label)
-
-
-def _numeric_feature(name: str, finite: np.ndarray, extra: np.ndarray) -> Feature:
-    both = np.concatenate([finite, extra]) if extra.size else finite
-    lo, hi = float(both.min()), float(both.max())
-    whole = bool(np.array_equal(np.floor(finite), finite))
-    if whole and lo >= 0 and hi <= 1:
-        return Feature(name, FeatureKind.BINARY)
-    kind = FeatureKind.INTEGER if whole else FeatureKind.CONTINUOUS
-    lower = 0.0 if lo >= 0 else None
-    upper = 1.0 if kind is FeatureKind.CONTINUOUS and lo >= 0 and hi <= 1 else None
-    heavy = lower == 0.0 and hi > 100.0 * (float(np.median(finite)) + 1.0)
-    return Feature(name, kind, lower=lower, upper=upper, transform="log1p" if heavy else "none")
+    discover: bool = True,
+    label_like: float | None = LABEL_LIKE,
+) -> FileSchema:
+    """Read ``path`` (:func:`read_table`) and infer the schema of all its rows (no split:
+    bounds, value sets and relations describe the whole file), then discover its constraints
+    (unless ``discover`` is false). One-line DataError/ConfigError on bad input."""
+    notes: list[str] = []
+    df = read_table(path, label_column=label_column, delimiter=delimiter)
+    benign = benign_label_of(df, label_column=label_column, benign_label=benign_label,
+                             notes=notes)
+    schema = infer_schema(df, label_column=label_column, benign_label=benign,
+                          max_categories=max_categories, notes=notes, label_like=label_like)
+    candidates: list[dict[str, Any]] = []
+    if discover:
+        schema, candidates, found = apply_discovery(df, schema, notes=notes)
+        notes += [f"discovery: {n}" for n in found]
+    schema = replace(schema, label=label_column, benign_label=benign)
+    return FileSchema(schema=schema, path=str(df.attrs["path"]), rows=len(df), notes=tuple(notes),
+                      candidates=tuple(candidates), feature_notes=describe_features(df, schema))
 
 
 @register(NAME, description="Any labelled CSV or Parquet file (label column, benign label, "
@@ -185,6 +227,7 @@ def load_tabular(
     delimiter: str = ",",
     max_categories: int = 100,
     drop_duplicates: bool = False,
+    discover: bool = True,
     **unused: object,
 ) -> Dataset:
     """Load a labelled table.
@@ -204,8 +247,11 @@ def load_tabular(
         delimiter: the CSV field separator.
         max_categories: text columns with more distinct values are left out.
         drop_duplicates: drop exact duplicate rows of each file, before any split.
+        discover: run constraint discovery on the inferred schema (module docstring).
     """
     check_scheme(NAME, scheme, SCHEMES)
+    if not isinstance(discover, bool):
+        raise ConfigError(f"{NAME}: discover must be true or false, got {discover!r}")
     if unused:
         log.debug("%s: ignoring options %s", NAME, sorted(unused))
     source = path if path is not None else root
@@ -216,22 +262,9 @@ def load_tabular(
     where = str(train_df.attrs["path"])
     tag_source(train_df, where)
     notes.append(f"file {where}")
+    benign = benign_label_of(train_df, label_column=label_column, benign_label=benign_label,
+                             notes=notes)
     labels = train_df[label_column]
-    if benign_label is None:
-        present = set(labels.unique())
-        guess = next((g for g in _BENIGN_GUESSES if g in present), None)
-        if guess is None:
-            shown = ", ".join(repr(v) for v in sorted(map(str, present))[:8])
-            raise DataError(f"{train_df.attrs['path']}: cannot tell the benign label of column "
-                            f"{label_column!r} (values: {shown}); set the benign label "
-                            f"(--benign-label, or [data] benign_label in an experiment file)")
-        benign_label = guess
-        notes.append(f"benign label guessed: {guess!r}")
-    elif not (labels == str(benign_label)).any():
-        shown = ", ".join(repr(v) for v in sorted(map(str, labels.unique()))[:8])
-        raise DataError(f"{train_df.attrs['path']}, column {label_column!r}: no row has the "
-                        f"benign label {benign_label!r} (values: {shown})")
-    benign = str(benign_label)
     if drop_duplicates:
         attrs = dict(train_df.attrs)
         train_df = drop_duplicate_rows(train_df, _data_columns(train_df), split="file",
@@ -257,6 +290,8 @@ def load_tabular(
     else:
         schema = infer_schema(train_df, label_column=label_column, benign_label=benign,
                               max_categories=max_categories, notes=notes, also=test_df)
+        if discover:
+            schema = apply_discovery(train_df, schema, notes=notes, also=test_df)[0]
         if schema_file is not None:
             schema = FeatureSchema.from_file(schema_file, base=schema,
                                              columns=list(train_df.columns))

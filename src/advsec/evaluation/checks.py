@@ -17,6 +17,10 @@ Model checks probe the attacked network on a few inputs:
 - zero or NaN input gradients (masked, saturated or broken gradients);
 - outputs that are probabilities: a loss computed on them (instead of on logits) saturates.
 
+:func:`red_flags` also runs the honesty checks of :mod:`advsec.evaluation.honesty` (a clean
+accuracy that suggests a label leak, one feature that alone separates the classes, a detector
+that predicts a single class) when given clean predictions or the training table.
+
 Attacks are told apart by what they declare (:mod:`advsec.attacks.spec`): a table label is read
 as the registered attack whose name is its longest prefix (``pgd-valid`` is ``pgd``), and that
 attack's ``family`` and ``budget`` say whether it is single-step (a gradient attack without a
@@ -40,6 +44,7 @@ import torch
 
 from advsec.attacks.base import as_module
 from advsec.attacks.spec import spec_for_label
+from advsec.features.schema import FeatureSchema
 from advsec.models.inference import eval_mode
 from advsec.models.types import Model
 
@@ -323,15 +328,33 @@ def red_flags(
     tol: float = 0.005,
     large_eps: float | None = None,
     unbounded_attacks: Sequence[str] | None = None,
+    y_pred: np.ndarray | None = None,
+    proba: np.ndarray | None = None,
+    benign_class: int = 0,
+    classes: Sequence[str] | None = None,
+    train: pd.DataFrame | None = None,
+    schema: FeatureSchema | None = None,
 ) -> list[Flag]:
-    """All checks that the arguments allow: table checks on ``table`` and model checks when
-    ``model``, ``x`` and ``y`` are given. Returns the flags in a fixed order."""
+    """All checks that the arguments allow, in a fixed order: table checks on ``table``, model
+    checks when ``model``, ``x`` and ``y`` are given, the honesty checks of
+    :mod:`advsec.evaluation.honesty` on clean predictions when ``y`` ``(N,)`` and ``y_pred``
+    ``(N,)`` are given (``proba`` ``(N, C)``, ``benign_class`` and ``classes`` as in
+    :func:`~advsec.evaluation.honesty.check_clean`), and the single-feature check on the raw
+    training table ``train`` (labels in its ``schema.label`` column) when ``schema`` is given."""
+    from advsec.evaluation import honesty
+
     flags: list[Flag] = []
     if table is not None:
         flags += check_sweep(table, tol=tol, large_eps=large_eps,
                              unbounded_attacks=unbounded_attacks)
     if model is not None and x is not None and y is not None:
         flags += check_model(model, x, y)
+    if y is not None and y_pred is not None:
+        y_np = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        flags += honesty.check_clean(y_np, np.asarray(y_pred), proba=proba,
+                                     benign_class=benign_class, classes=classes)
+    if train is not None and schema is not None:
+        flags.append(honesty.check_single_feature(train, train[schema.label], schema))
     return flags
 
 

@@ -31,15 +31,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from advsec.attacks import FixedInputs, make_attack
+from advsec.attacks import make_attack
 from advsec.datasets import Dataset, load
 from advsec.errors import AdvsecError, ConfigError, DataError
-from advsec.evaluation import attack_success_rate, detection_metrics, evaluate_attack
+from advsec.evaluation import Flag, attack_success_rate, detection_metrics, evaluate_attack
+from advsec.evaluation.honesty import check_clean, check_single_feature
 from advsec.experiments import artifacts
 from advsec.experiments.artifacts import CombinationResult, combo_dir, write_combo
 from advsec.experiments.baselines import fit_baseline
 from advsec.experiments.config import FILE_DATASETS, DefenseConfig, DetectorConfig, ExperimentConfig
 from advsec.experiments.hardening import harden
+from advsec.experiments.transfer import transfer_from
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
 from advsec.runio import (
@@ -213,7 +215,8 @@ def _run_combinations(cfg: ExperimentConfig, combos: list[Combination], stage: P
 # ---------------------------------------------------------------------- data
 @dataclass
 class _Prepared:
-    """One seed's data: the dataset, its fitted FeatureSpace, encoded splits, evaluation rows."""
+    """One seed's data: the dataset, its fitted FeatureSpace, encoded splits, evaluation rows
+    and the red flags of its training table."""
     ds: Dataset
     space: FeatureSpace
     x_train: np.ndarray
@@ -221,6 +224,7 @@ class _Prepared:
     x_test: np.ndarray
     y_test: np.ndarray
     eval_idx: np.ndarray
+    flags: list[Flag]
 
 
 def load_dataset(cfg: ExperimentConfig, seed: int) -> Dataset:
@@ -265,7 +269,8 @@ def _prepare(cfg: ExperimentConfig, seed: int) -> _Prepared:
     n_eval = cfg.data.max_eval_rows
     eval_idx = (np.sort(rng.choice(len(x_test), n_eval, replace=False))
                 if n_eval and len(x_test) > n_eval else np.arange(len(x_test)))
-    return _Prepared(ds, space, x_train, y_train, x_test, y_test, eval_idx)
+    flags = [check_single_feature(train, y_train, ds.schema, seed=seed)]
+    return _Prepared(ds, space, x_train, y_train, x_test, y_test, eval_idx, flags)
 
 
 def _data_name(cfg: ExperimentConfig) -> str:
@@ -346,7 +351,8 @@ def _train_mlp(d: DetectorConfig, seed: int, p: _Prepared, stage: Path) -> Detec
 def _run_combination(
     cfg: ExperimentConfig, combo: Combination, p: _Prepared, stage: Path
 ) -> CombinationResult:
-    """Train or load, harden, attack and score one combination; everything it measured."""
+    """Train or load, harden, attack and score one combination; everything it measured (and
+    its red flags: model, clean-detector and training-data checks)."""
     t0 = time.perf_counter()
     base = _train_mlp(combo.detector, combo.seed, p, stage)
     det = base
@@ -376,8 +382,12 @@ def _run_combination(
     from advsec.evaluation.checks import check_model
 
     probe = slice(0, min(256, len(x_eval)))
-    for flag in check_model(det.as_module(), x_eval[probe], y_eval[probe]):
-        res.checks.append({**meta, "check": flag.name, "ok": flag.ok, "detail": flag.detail})
+    for scope, flags in (("model", check_model(det.as_module(), x_eval[probe], y_eval[probe])),
+                         ("data", p.flags), ("clean", check_clean(
+                             y_all, proba.argmax(1), proba=proba, benign_class=benign,
+                             classes=classes))):
+        res.checks += [{**meta, "scope": scope, "check": f.name, "ok": f.ok, "detail": f.detail}
+                       for f in flags]
     fe = cfg.threat.chosen_eps()
     y_np = y_eval.numpy()
     for threat in cfg.threat.constraints:
@@ -398,8 +408,8 @@ def _run_combination(
             res.add_figure_eps(meta, threat, a.label, fe, y_np, sweep, p.space, x_eval,
                                p.eval_idx)
             if combo.defense is not None:
-                res.sweep.append(_transfer_from(base, det, attack, x_eval, y_eval, cfg, a.label,
-                                                p.space, benign, meta, threat))
+                res.sweep.append(transfer_from(base, det, attack, x_eval, y_eval, cfg, a.label,
+                                               p.space, benign, meta, threat))
         res.worst.append(pd.DataFrame(
             [{**meta, "threat": threat, "eps": e, "worst_case_accuracy": float(c.mean()),
               "attacks": len(cfg.attacks)} for e, c in sorted(correct_all.items())]))
@@ -407,21 +417,6 @@ def _run_combination(
         res.sweep.extend(_baselines(cfg, combo, p, det, x_eval, y_eval, benign, meta))
     res.seconds = time.perf_counter() - t0
     return res
-
-
-def _transfer_from(
-    base: Detector, defended: Detector, attack: Any, x: torch.Tensor, y: torch.Tensor,
-    cfg: ExperimentConfig, label: str, space: FeatureSpace, benign: int,
-    meta: dict[str, Any], threat: str,
-) -> pd.DataFrame:
-    """Score ``defended`` on examples crafted against the undefended ``base`` (labelled)."""
-    crafted = attack.run(base, x, y, eps=cfg.threat.eps)
-    rows = []
-    for e, xa in zip(crafted.eps, crafted.x_adv, strict=True):
-        s = evaluate_attack(defended, FixedInputs(xa), x, y, eps=[e], name=label, space=space,
-                            benign_class=benign, keep_inputs=False)
-        rows.append(s.table)
-    return pd.concat(rows).assign(**meta, threat=threat, evaluation="transfer-from-undefended")
 
 
 def _baselines(

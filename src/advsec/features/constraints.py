@@ -22,12 +22,16 @@ a TOML schema file). Five types cover the relations that flow features obey:
     features (:mod:`advsec.features.formula`). Example: ``rate == (spkts + dpkts - 1) / dur``.
 
 Every relation may carry a ``name`` (default: built from its type and features), a
-``description`` and ``holds_on``, the share of training rows it was found to hold on (written by
-constraint discovery, :mod:`advsec.features.discovery`; information only, every relation is
-enforced). All of them act on a *raw* tensor: a float ``(N, K)`` tensor whose column
-``index[name]`` holds the raw value (physical units, before any scaling) of feature ``name``.
-:meth:`Relation.bind` fixes that mapping; a :class:`~advsec.features.space.FeatureSpace` binds
-its relations to its numeric features in order, the layout of ``FeatureSpace.to_raw(x)``.
+``description`` and ``holds_on``, the share of training rows it holds on (written by constraint
+discovery, :mod:`advsec.features.discovery`). A relation without ``holds_on`` must hold on every
+training record; one with ``holds_on`` on at least that share of them
+(``FeatureSpace.check_training``). Either way an adversarial record may not break a relation its
+original record satisfies (``advsec.attacks.validity.valid_records``).
+
+All of them act on a *raw* tensor: a float ``(N, K)`` tensor whose column ``index[name]`` holds
+the raw value (physical units, before any scaling) of feature ``name``. :meth:`Relation.bind`
+fixes that mapping; a :class:`~advsec.features.space.FeatureSpace` binds its relations to its
+numeric features in order, the layout of ``FeatureSpace.to_raw(x)``.
 
 - :meth:`Relation.violation` returns ``(N,)`` non-negative values in raw units, zero exactly when
   the relation holds; it is differentiable in torch (almost everywhere: the ``zero_if_zero`` gate

@@ -333,12 +333,34 @@ class FeatureSpace:
         return ~checks.to_numpy(dtype=bool).any(axis=1)
 
     def check_training(self, raw: pd.DataFrame) -> None:
-        """Raise :class:`SchemaError` when a record of ``raw`` (the training table) breaks a
-        bound, value set or relation: a schema that real records break is wrong, and every
-        attack result under it would be too. The message names the first such record (its
+        """Raise :class:`SchemaError` when the training table ``raw`` contradicts the schema:
+        a schema that real records break is wrong, and every attack result under it would be.
+
+        Every bound and value set must hold on every record, and so must every relation that
+        states no ``holds_on``; a relation that states ``holds_on`` (a share found by
+        discovery) must hold on at least that share of the records, up to a sampling margin of
+        ``0.005 + 3 sqrt(share (1 - share) / N)`` (it is then enforced where the original
+        record satisfies it). The message names the first violating record (its
         index label) and check, with the values of the features involved."""
         checks = self.validate(raw)
-        mat = checks.to_numpy(dtype=bool)
+        mat = checks.to_numpy(dtype=bool).copy()
+        if not mat.any():
+            return
+        partial = {f"relation:{r.name}": r.holds_on for r in self.relations_
+                   if r.holds_on is not None}
+        for j, name in enumerate(checks.columns):
+            share = partial.get(str(name))
+            if share is None:
+                continue
+            held = 1.0 - float(mat[:, j].mean())
+            # a share found on other rows (the whole file, another split) varies by sampling
+            margin = 0.005 + 3.0 * math.sqrt(share * (1.0 - share) / len(raw))
+            if held + margin < share:
+                raise SchemaError(
+                    f"{name.partition(':')[2]!r} holds on {100 * held:.2f} % of the "
+                    f"{len(raw):,} training records, but the schema says holds_on = {share} "
+                    f"({100 * share:.2f} %): fix the relation or its holds_on")
+            mat[:, j] = False
         if not mat.any():
             return
         row, col = (int(v[0]) for v in np.nonzero(mat))
@@ -349,11 +371,11 @@ class FeatureSpace:
         if kind == "relation":
             rel = next(r for r in self.relations_ if r.name == what)
             feats = list(rel.features)
-        shown = ", ".join(f"{f}={raw[f].iloc[row]!r}" for f in feats)
+        shown = ", ".join(f"{f}={_plain(raw[f].iloc[row])!r}" for f in feats)
         raise SchemaError(
             f"training record {raw.index[row]!r} breaks {kind} {what!r} ({shown}; {count:,} of "
             f"{len(raw):,} training records do): the schema does not describe this data; fix "
-            f"or drop that {kind} in the schema")
+            f"or drop that {kind} in the schema, or state the share it holds on (holds_on)")
 
     def _numeric_view(self, device: torch.device | str) -> NumericView:
         """The numeric columns of :meth:`torch_view` on ``device`` (cached per device)."""
@@ -402,3 +424,8 @@ class FeatureSpace:
     def __repr__(self) -> str:
         fitted = f", D={len(self.columns_)}" if hasattr(self, "columns_") else ", unfitted"
         return f"FeatureSpace({len(self.schema)} features{fitted})"
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds (for messages)."""
+    return value.item() if isinstance(value, np.generic) else value

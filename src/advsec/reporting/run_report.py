@@ -7,6 +7,7 @@ cost (clean accuracy and false positives after hardening, seconds per attack).
 from __future__ import annotations
 
 import json
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,10 @@ def build_run_report(run_dir: str | Path) -> Path:
     fe = _figure_eps(cfg, adaptive)
     figs = run / "figures"
     figs.mkdir(exist_ok=True)
+    summary = _summary(cfg, clean, adaptive, worst, fe)
+    summary.body[:0] = _honesty_warning(data["checks"])
     sections = [
-        _summary(cfg, clean, adaptive, worst, fe),
+        summary,
         _curves(adaptive, worst, figs),
         _threats(adaptive, fe),
         _confusions(data["confusion"], adaptive, fe, figs),
@@ -296,8 +299,22 @@ def _transfer(sweep: pd.DataFrame, fe: float) -> Section | None:
         "MLP surrogate (they have no gradients).</p>", table_html(t)])
 
 
+def _honesty_warning(checks: pd.DataFrame) -> list[str]:
+    """A warning paragraph above the summary when a clean-detector or training-data check is
+    raised (the robustness numbers below may not mean what they seem); empty otherwise."""
+    if checks.empty or "scope" not in checks.columns:
+        return []
+    bad = checks[checks.scope.isin(["clean", "data"]) & ~checks.ok.astype(bool)]
+    if bad.empty:
+        return []
+    details = list(dict.fromkeys(escape(str(d)) for d in bad.detail))
+    return ['<p class="flag-bad">Red flag before any robustness claim: ' + "; ".join(details[:4])
+            + (f"; +{len(details) - 4} more" if len(details) > 4 else "")
+            + " (see Red-flag checks).</p>"]
+
+
 def _flags(sweep: pd.DataFrame, model_checks: pd.DataFrame) -> Section:
-    """Red-flag checks of the sweeps and of the models."""
+    """Red-flag checks of the sweeps, the models, the clean detectors and the training data."""
     from advsec.evaluation.checks import check_sweep
 
     rows = []
@@ -309,8 +326,10 @@ def _flags(sweep: pd.DataFrame, model_checks: pd.DataFrame) -> Section:
     if not model_checks.empty:
         worst = model_checks.sort_values("ok").groupby(
             ["detector", "defense", "check"], sort=False).first().reset_index()
-        for r in worst.itertuples():
-            rows.append({"detector": r.detector, "defense": r.defense, "threat": "model",
+        for r in worst.itertuples():  # scope: model, data or clean (older runs: model only)
+            scope = getattr(r, "scope", "model")
+            rows.append({"detector": r.detector, "defense": r.defense,
+                         "threat": scope if isinstance(scope, str) else "model",
                          "check": r.check, "ok": bool(r.ok), "detail": r.detail})
     body = []
     if rows:
