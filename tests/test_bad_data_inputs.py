@@ -98,7 +98,7 @@ def unsw_root(tmp: Path, edit: dict | None = None, drop: str | None = None) -> P
     header = ["id", *UNSW_NAMES, "attack_cat", "label"]
     lines = []
     for i in range(1, 9):
-        row = {f.name: "%g" % max(0.0, f.lower or 0.0) for f in UNSW_SCHEMA if f.is_numeric}
+        row = {f.name: f"{max(0.0, f.lower or 0.0):g}" for f in UNSW_SCHEMA if f.is_numeric}
         row.update(proto="tcp", service="-", state="FIN", id=str(i))
         row["attack_cat"], row["label"] = ("Normal", "0") if i % 2 else ("DoS", "1")
         row.update((edit or {}).get(i, {}))
