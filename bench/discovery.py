@@ -16,7 +16,9 @@ show), their ``holds_on``, the value sets and the notes; and ``builtin``: for ev
 relation of the built-in schema (for the tabular read: the UNSW schema's relations whose
 features it has), the training rows that break it as
 ``FeatureSpace(schema).fit(train, check=False).validate(train)`` counts them, and the discovered
-relations or candidates of the same type over the same features (``matched_by``).
+relations or candidates of the same type over the same features (``matched_by``);
+``stated_holds_on`` / ``meets_stated``: the share a partial built-in relation claims, and whether
+the training split reaches it.
 
 Data: ``--root`` (default ``$ADVSEC_DATA``, else ``../shared/datasets`` next to the checkout)
 holding ``unsw-nb15/``, ``nsl-kdd/`` and ``kdd99/``; a dataset whose folder is missing is
@@ -70,9 +72,13 @@ def builtin_check(schema: FeatureSchema, train: Any, relations: list[dict[str, A
         matched = [f["name"] for f in found if f["type"] == rel["type"]
                    and set(parse_relation(f).features) & feats
                    and _same_core(rel, f)]
+        share = 1 - broken / len(train)
+        stated = rel.get("holds_on")
         out.append({"name": parsed.name, "type": rel["type"], "features": list(parsed.features),
-                    "broken_rows": broken, "holds_on": round(1 - broken / len(train), 6),
-                    "holds_on_every_row": broken == 0, "matched_by": matched})
+                    "broken_rows": broken, "holds_on": round(share, 6),
+                    "holds_on_every_row": broken == 0, "stated_holds_on": stated,
+                    "meets_stated": share >= (1.0 if stated is None else float(stated)),
+                    "matched_by": matched})
     return out
 
 
@@ -122,6 +128,7 @@ def run_one(label: str, loader: str, options: dict[str, Any], *, min_share: floa
         "builtin_source": "unsw-nb15" if builtin_from is not None else loader,
         "builtin": builtin,
         "builtin_failing": [b["name"] for b in builtin if not b["holds_on_every_row"]],
+        "builtin_below_stated": [b["name"] for b in builtin if not b["meets_stated"]],
         "loader_relations": own,
     }, ds.schema
 

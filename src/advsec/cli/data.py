@@ -198,7 +198,10 @@ def _schema_summary(found: FileSchema, out: Path | None) -> list[str]:
     dropped = [n for n in found.notes if n.startswith("column ") and " left out: " in n]
     lines += [f"  {n}" for n in dropped] or ["  no column left out"]
     with_sets = sum(f.values is not None for f in found.schema)
-    lines.append(f"relations: {len(found.schema.relations)} hold on every row, "
+    rels = found.schema.relations
+    partial = sum(r.get("holds_on", 1.0) < 1.0 for r in rels)
+    lines.append(f"relations: {len(rels)} enforced ({len(rels) - partial} hold on every row, "
+                 f"{partial} derived values on most rows, with their holds_on), "
                  f"{len(found.candidates)} candidate(s) written commented out; value sets: "
                  f"{with_sets} feature(s)")
     lines.append(f"schema written to {out}" if out is not None else

@@ -15,16 +15,19 @@
   their range empty (TTLs, TCP window sizes): :func:`value_sets`.
 
 Every relation carries a tolerance learned from the data's rounding (an integer target from a
-ratio needs 0.5 or 1; a six-decimal duration ``1e-6``; rate-like relations a relative ``rtol`` of
-at most 0.1), must not hold by accident (each column it reads takes its most common value on
-fewer than 99 % of rows, and it breaks on a copy with one column shuffled: see the helper
-modules) and gets a ``name``, a one-sentence ``description`` and ``holds_on``, the share of rows
-it holds on as :meth:`Relation.violation <advsec.features.constraints.Relation.violation>`
-checks it, rounded down to 4 decimals. Relations holding on every row go to
-:attr:`Discovered.relations` (ready for ``FeatureSchema(relations=...)``: a FeatureSpace fitted
-on the same table accepts every row); those holding on at least ``min_share`` of rows to
-:attr:`Discovered.candidates`, for a person to judge. Deterministic (seeded samples and
-shuffles); an 82,000-row table with 40 numeric columns takes a few seconds.
+ratio needs 0.5 or 1; a sum of six-decimal durations up to ``1.5e-6``; rate-like relations a
+relative ``rtol`` of at most 0.1, and for a near-holding one the knee that its consistent rows
+need), must not hold by accident (each column it reads takes its most common value on fewer
+than 99 % of rows, and it breaks on a copy with one column shuffled: see the helper modules)
+and gets a unique ``name`` (``ratio_smean``, ``zero_if_zero_dpkts``, ...), a one-sentence
+``description`` and ``holds_on``, the share of rows it holds on, rounded down to 4 decimals (as
+:meth:`Relation.violation <advsec.features.constraints.Relation.violation>` counts it, within
+``VIOLATION_EPS``; a relation reported to hold on every row is confirmed by that code itself).
+Relations holding on every row go to :attr:`Discovered.relations` (ready for
+``FeatureSchema(relations=...)``: a FeatureSpace fitted on the same table accepts every row);
+those holding on at least ``min_share`` of rows to :attr:`Discovered.candidates`, for a person
+to judge. Deterministic (seeded samples and shuffles); an 82,000-row table with 40 numeric
+columns takes about 1-2 s on 2 cores, KDD'99's 494,021 rows about 5 s.
 
 Example:
     >>> found = discover(train_df, schema)
@@ -142,13 +145,14 @@ def _classify(table: Table, findings: list[Finding], *,
     candidates: list[dict[str, Any]] = []
     notes: list[str] = []
     names: set[str] = set()
-    ordered = sorted(findings, key=lambda f: (_TYPE_ORDER[str(f.config["type"])],
+    ordered = sorted(findings, key=lambda f: (f.share < 1.0, _TYPE_ORDER[str(f.config["type"])],
                                               min(table.index[n] for n in f.features), f.rank))
-    for found in ordered:
-        name = found.name
+    for found in ordered:  # relations first: they get the plain names
+        name = found.name if found.name not in names else f"{found.name}_near"
+        base = name
         k = 2
         while name in names:
-            name, k = f"{found.name}_{k}", k + 1
+            name, k = f"{base}_{k}", k + 1
         config = {"type": found.config["type"], "name": name,
                   **{key: v for key, v in found.config.items() if key != "type"}}
         count = round(found.share * table.n)

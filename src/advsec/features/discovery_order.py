@@ -6,8 +6,11 @@
   ``A`` is not (else it is zero almost everywhere anyway); gates with the same zero rows
   (``dpkts`` and ``dbytes``) give one relation, gated by the first in schema order; a ``B``
   implied through another gate of the group (``rate == 0 => dpkts == 0 => dbytes == 0``) is
-  left to that gate's relation. With the gate shuffled, the group must break on at least half
-  of the gated rows. A near-holding group may break on at most 10 % of its gated rows.
+  left to that gate's relation. With the gate shuffled, the group must break on at least 20
+  rows and 10 times as many as on the data: the share test of the other relations (below 0.5
+  of the binding rows) would reject every group of rare counters (no root shell without a
+  login), which the 1 % rule already judges. A near-holding group must pass that share test as
+  well, and may break on at most 10 % of its gated rows.
 - ``order``: ``A <= B`` for two features of one kind (integers with integers, continuous with
   continuous, flags with flags). Informative only: ``A < B`` on at least 5 % of rows, not implied
   by the ranges (``max A > min B``), broken on at least 5 % of the rows where ``A`` and a
@@ -111,8 +114,11 @@ def _zero_group(table: Table, nz: np.ndarray, cols: list[int], ai: int, group: l
         return None
     shuffled = gated[table.perm]
     permuted = 1.0 - float(any_nonzero[shuffled].mean()) if shuffled.any() else 1.0
-    if permuted >= PERMUTED_MAX:
-        return None
+    by_chance = int(np.count_nonzero(shuffled & any_nonzero))
+    if by_chance < max(_MIN_ROWS, _LIFT * np.count_nonzero(gated & any_nonzero)):
+        return None  # a shuffled gate does not break it clearly more often than the data
+    if share < 1.0 and permuted >= PERMUTED_MAX:
+        return None  # near-holding, and mostly zero anyway
     names = table.names
     when = names[cols[ai]]
     zeroed = [names[cols[bi]] for bi in group]
