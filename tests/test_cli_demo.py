@@ -60,6 +60,9 @@ def test_sweep_and_metrics_contents(demo_run):
     metrics = json.loads((demo_run / "metrics.json").read_text())
     assert metrics["seed"] == 0 and metrics["clean"]["accuracy"] == pytest.approx(
         fgsm.accuracy.iloc[0])
+    # the clean detector's honesty checks ran and raise nothing on a sound demo
+    flags = {f["check"]: f["ok"] for f in metrics["red_flags"]}
+    assert len(flags) == 2 and all(flags.values()), metrics["red_flags"]
     config = loads_toml((demo_run / "config.toml").read_text())
     assert config["rows"] == 1500 and config["eps"] == [0.0, 0.05, 0.1, 0.2]
 

@@ -23,6 +23,7 @@ from advsec.attacks import FGSM
 from advsec.datasets import load
 from advsec.errors import DataError
 from advsec.evaluation import confusion, detection_metrics, evaluate_attack
+from advsec.evaluation.honesty import check_clean
 from advsec.experiments.stages import ProgressFn, StageTimer
 from advsec.experiments.tomlio import dumps_toml
 from advsec.features.space import FeatureSpace
@@ -156,6 +157,10 @@ def run_demo(
         proba = det.predict_proba(x_test)
         pred_clean = proba.argmax(1)
         clean = detection_metrics(y_test, pred_clean, proba=proba, benign_class=benign)
+        # a leaking or single-class detector makes every robustness number meaningless: warn
+        flags = check_clean(y_test, pred_clean, proba=proba, benign_class=benign,
+                            classes=classes)
+        raised = [f"red flag: {f.name}: {f.detail}" for f in flags if not f.ok]
 
         clock.start(3)
         plain = evaluate_attack(det, FGSM(seed=cfg.seed), x_test, y_test, eps=cfg.eps,
@@ -183,6 +188,7 @@ def run_demo(
             "classes": classes,
             "rows": {"train": len(ds.train), "test": len(ds.test)},
             "clean": clean,
+            "red_flags": [{"check": f.name, "ok": f.ok, "detail": f.detail} for f in flags],
             "history": det.history_,
             "sweep": json_records(sweep),
             "figure_eps": fe,
@@ -191,7 +197,7 @@ def run_demo(
             "config": cfg.model_dump(),
         }
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True))
-        html = _report_html(cfg, ds.notes, clean, sweep, figures, timings, classes, fe,
+        html = _report_html(cfg, [*raised, *ds.notes], clean, sweep, figures, timings, classes, fe,
                             len(ds.train), len(ds.test), space)
         (tmp / "report.html").write_text(html, encoding="utf-8")
     return DemoResult(Path(out).resolve(), sweep, clean, time.perf_counter() - t_start)
