@@ -32,7 +32,10 @@ def valid_records(
         space: the fitted FeatureSpace the inputs came from.
         x_adv, x: adversarial and original model inputs, ``(N, D)``.
         tol: tolerance of the re-encoding check in model-input units.
-        clean_valid: :func:`clean_validity` of ``x`` when already known (computed otherwise).
+        clean_valid: :func:`clean_validity` of ``x`` when already known (computed otherwise):
+            an ``(N, C)`` matrix, True = the clean record fails that check; a ``(N,)`` vector
+            is read the older way, True = the clean record is valid (a row whose clean record
+            is invalid is then not held to (3) at all).
     """
     xa = _numpy(x_adv)
     xo = _numpy(x)

@@ -158,9 +158,13 @@ def apply_discovery(
                  f"not enforced, value sets for {len(with_sets)} feature(s)"
                  + (f" ({shown})" if with_sets else "")
                  + (f", {widened} widened by test values" if widened else ""))
-    for note in found.notes:
+    targets = tuple(f"{r['target']} == " for r in derived)
+    found_notes = [n.replace(" [candidate]", " [enforced with its holds_on]")
+                   if n.startswith(targets) else n for n in found.notes] if targets else list(
+                       found.notes)
+    for note in found_notes:
         log.info("%s: discovery: %s", NAME, note)
-    return schema, [dict(c) for c in others], list(found.notes)
+    return schema, [dict(c) for c in others], found_notes
 
 
 @dataclass(frozen=True)

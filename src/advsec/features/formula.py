@@ -104,6 +104,8 @@ def parse_expression(text: str, *, where: str = "formula") -> Expression:
                 return lambda get: a(get) * b(get)
             return lambda get: _divide(a(get), b(get))
         what = type(node).__name__
+        if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+            what = f"the operator {type(node.op).__name__}"
         raise SchemaError(f"{where}: expression {text!r} uses {what}; allowed: numbers, feature "
                           "names, + - * / and parentheses")
 

@@ -375,7 +375,8 @@ class FeatureSpace:
         raise SchemaError(
             f"training record {raw.index[row]!r} breaks {kind} {what!r} ({shown}; {count:,} of "
             f"{len(raw):,} training records do): the schema does not describe this data; fix "
-            f"or drop that {kind} in the schema, or state the share it holds on (holds_on)")
+            f"or drop that {kind} in the schema"
+            + (", or state the share it holds on (holds_on)" if kind == "relation" else ""))
 
     def _numeric_view(self, device: torch.device | str) -> NumericView:
         """The numeric columns of :meth:`torch_view` on ``device`` (cached per device)."""
