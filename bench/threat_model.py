@@ -37,16 +37,10 @@ from advsec.models import Detector
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from record_audit import audit  # noqa: E402
+from record_audit import audit, real_cases  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
-CASES = {
-    "unsw-nb15": ("unsw-nb15", {"root": DATA / "unsw-nb15"}),
-    "nsl-kdd": ("nsl-kdd", {"root": DATA / "nsl-kdd"}),
-    "kdd99": ("kdd99", {"root": DATA / "kdd99"}),
-    "unsw-as-own-csv": ("tabular", {"path": DATA / "unsw-nb15" / "UNSW_NB15_testing-set.csv.gz",
-                                    "label_column": "label"}),
-}
+CASES = real_cases(DATA)
 
 
 def loose(schema: FeatureSchema) -> FeatureSchema:

@@ -12,12 +12,25 @@ from __future__ import annotations
 import ast
 import itertools
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 SLACK = 1e-9  # the float round-off a relation may show on exact data
+
+
+def real_cases(data: Path) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{case: (loader, options)}``: the built-in UNSW-NB15, NSL-KDD and KDD'99 loaders and the
+    UNSW-NB15 testing CSV read as a user's own file, under the shared datasets folder ``data``."""
+    return {
+        "unsw-nb15": ("unsw-nb15", {"root": data / "unsw-nb15"}),
+        "nsl-kdd": ("nsl-kdd", {"root": data / "nsl-kdd"}),
+        "kdd99": ("kdd99", {"root": data / "kdd99"}),
+        "unsw-as-own-csv": ("tabular", {
+            "path": data / "unsw-nb15" / "UNSW_NB15_testing-set.csv.gz", "label_column": "label"}),
+    }
 
 
 def _num(col: pd.Series) -> np.ndarray:

@@ -16,16 +16,10 @@ from advsec.attacks import PGD
 from advsec.datasets import load
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
-from record_audit import audit, training_failures
+from record_audit import audit, real_cases, training_failures
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-CASES = {
-    "unsw-nb15": ("unsw-nb15", {"root": DATA / "unsw-nb15"}),
-    "nsl-kdd": ("nsl-kdd", {"root": DATA / "nsl-kdd"}),
-    "kdd99": ("kdd99", {"root": DATA / "kdd99"}),
-    "unsw-as-own-csv": ("tabular", {"path": DATA / "unsw-nb15" / "UNSW_NB15_testing-set.csv.gz",
-                                    "label_column": "label"}),
-}
+CASES = real_cases(DATA)
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Mapping
 from typing import Any
+
+from advsec.features.schema_toml import toml_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -17,23 +18,11 @@ __all__ = ["dumps_toml", "loads_toml", "tomllib"]
 
 
 def _value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
     if v is None:
         raise ValueError("TOML has no null: leave the key out")
-    return json.dumps(str(v))
+    if isinstance(v, (str, bool, int, float, list, tuple, Mapping)):
+        return toml_value(v)
+    return toml_value(str(v))
 
 
 def dumps_toml(data: Mapping[str, Any], _prefix: str = "") -> str:
