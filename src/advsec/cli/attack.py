@@ -39,6 +39,13 @@ def attack_command(
     dataset: str = typer.Option("synthetic", "--dataset", "-d",
                                 help="Registered dataset name (see `advsec data list`)."),
     root: Path | None = typer.Option(None, "--root", help="Folder with the dataset's files."),
+    data: Path | None = typer.Option(None, "--data", help="A CSV or Parquet table to attack "
+                                     "(every row), read as the model's training table was: "
+                                     "its stored label column, benign label and options."),
+    label_column: str | None = typer.Option(None, "--label-column", help="With --data: the "
+                                            "label column (default: the model's)."),
+    benign_label: str | None = typer.Option(None, "--benign-label", help="With --data: the "
+                                            "benign label (default: the model's)."),
     split: str = typer.Option("test", "--split", help="Which split to attack: test or train."),
     scheme: str | None = typer.Option(None, "--scheme", help="Label scheme of the dataset "
                                       "(default: the loader's; must match the model's classes)."),
@@ -73,7 +80,8 @@ def attack_command(
     success and validity) and attack.json (the settings).
     """
     summary = run_attack(
-        model=model, dataset=dataset, root=root, split=split, scheme=scheme, attack=attack,
+        model=model, dataset=dataset, root=root, data=data, label_column=label_column,
+        benign_label=benign_label, split=split, scheme=scheme, attack=attack,
         eps=parse_floats(eps, option="--eps"), steps=steps, norm=norm, valid=valid,
         evasion=evasion, out=out, fmt=fmt, max_rows=max_rows, seed=seed, device=device,
         force=force,
@@ -93,6 +101,9 @@ def run_attack(
     dataset: str,
     root: Path | None,
     split: str,
+    data: Path | None = None,
+    label_column: str | None = None,
+    benign_label: str | None = None,
     scheme: str | None,
     attack: str,
     eps: list[float],
@@ -147,18 +158,25 @@ def run_attack(
     if space is None:
         raise DataError(f"{model}: the model JSON holds no FeatureSpace; save the detector with "
                         f"its feature space to attack raw records")
-    options: dict[str, Any] = {"seed": seed}
-    if root is not None:
-        options["root"] = str(root)
-    if scheme is not None:
-        options["scheme"] = scheme
-    ds = load(dataset, **options)
-    table = ds.test if split == "test" else ds.train
+    if data is not None:
+        table, labels, benign_value = _read_like_training(
+            det, model, data, label_column=label_column, benign_label=benign_label,
+            scheme=scheme)
+        dataset, split = str(data), "all"
+    else:
+        options: dict[str, Any] = {"seed": seed}
+        if root is not None:
+            options["root"] = str(root)
+        if scheme is not None:
+            options["scheme"] = scheme
+        ds = load(dataset, **options)
+        table = ds.test if split == "test" else ds.train
+        labels = table[ds.label].astype(str).to_numpy()
+        benign_value = str(ds.benign_label)
     if max_rows is not None:
-        table = table.iloc[:max_rows]
+        table, labels = table.iloc[:max_rows], labels[:max_rows]
     if len(table) == 0:
         raise DataError(f"{dataset}: the {split} split has no records")
-    labels = table[ds.label].astype(str).to_numpy()
     classes = [str(c) for c in det.classes_]
     unknown = sorted(set(labels) - set(classes))
     if unknown:
@@ -169,7 +187,7 @@ def run_attack(
         raise DataError(f"{dataset}: records encode to {x.shape[1]} columns, the model expects "
                         f"{det.n_features_in_}")
     y = det.encode_labels(labels)
-    benign = ds.benign_label if str(ds.benign_label) in classes else None
+    benign = benign_value if benign_value in classes else None
     benign_class = classes.index(str(benign)) if benign is not None else 0
 
     opts: dict[str, Any] = {"eps": eps, "seed": seed, "evasion": evasion,
@@ -220,6 +238,37 @@ def run_attack(
             records.to_parquet(tmp / "adversarial.parquet", index=False)
         (tmp / "attack.json").write_text(json.dumps(settings, indent=2) + "\n")
     return {"table": sweep_table, "out": out}
+
+
+def _read_like_training(det: Any, model: Path, data: Path, *, label_column: str | None,
+                        benign_label: str | None, scheme: str | None
+                        ) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """``(table, labels, benign label)`` of the file ``data``, read with the options the model
+    was trained with (``det.data_``), the CLI's where given; the model's schema decides the
+    features (nothing is inferred)."""
+    from advsec.datasets.tabular import read_table
+
+    stored = dict((getattr(det, "data_", None) or {}).get("options", {}))
+    column = label_column or stored.get("label_column")
+    if column is None:
+        raise ConfigError(f"--data: {model} does not say which column holds the labels; pass "
+                          f"--label-column")
+    benign = benign_label if benign_label is not None else stored.get("benign_label")
+    how = scheme or str(stored.get("scheme", "binary"))
+    table = read_table(data, label_column=str(column),
+                       delimiter=str(stored.get("delimiter", ",")))
+    space = det.feature_space_
+    missing = [n for n in space.schema.names if n not in table.columns]
+    if missing:
+        raise DataError(f"{data}: no column {missing[0]!r} (the model {model} was trained "
+                        f"with it)")
+    raw = table[str(column)].astype(str).to_numpy()
+    if how != "attack":
+        if benign is None:
+            raise ConfigError(f"--data: {model} does not say which label is benign; pass "
+                              f"--benign-label")
+        raw = np.where(raw == str(benign), str(benign), "attack")
+    return table, raw, str(benign) if benign is not None else ""
 
 
 def _sweep(det: Any, atk: Any, x: torch.Tensor, y: torch.Tensor, eps: list[float],

@@ -136,12 +136,14 @@ def write_combo(stage: Path, key: str, res: CombinationResult) -> Path:
 
 
 # ---------------------------------------------------------------------- models and leftovers
-def save_model(det: Detector, path: Path, space: FeatureSpace) -> Detector:
+def save_model(det: Detector, path: Path, space: FeatureSpace, *,
+               data: dict[str, Any] | None = None) -> Detector:
     """Save ``det`` as ``path.safetensors`` + ``path.json`` atomically (written under a
     temporary name and renamed, the JSON last: a JSON present means a complete model), and
-    load it back: predictions are the same whether trained now or loaded on resume."""
+    load it back: predictions are the same whether trained now or loaded on resume. ``data``:
+    how its training table was read (:func:`advsec.experiments.dataload.data_record`)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    weights, meta = det.save(tmp, feature_space=space)
+    weights, meta = det.save(tmp, feature_space=space, data=data)
     os.replace(weights, path.with_name(path.name + weights.suffix))
     os.replace(meta, path.with_name(path.name + meta.suffix))
     return Detector.load(path)

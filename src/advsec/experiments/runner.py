@@ -32,14 +32,20 @@ import pandas as pd
 import torch
 
 from advsec.attacks import make_attack
-from advsec.datasets import Dataset, load
+from advsec.datasets import Dataset
 from advsec.errors import AdvsecError, ConfigError, DataError
 from advsec.evaluation import Flag, attack_success_rate, detection_metrics, evaluate_attack
 from advsec.evaluation.honesty import check_clean, check_single_feature
 from advsec.experiments import artifacts
 from advsec.experiments.artifacts import CombinationResult, combo_dir, write_combo
 from advsec.experiments.baselines import fit_baseline
-from advsec.experiments.config import FILE_DATASETS, DefenseConfig, DetectorConfig, ExperimentConfig
+from advsec.experiments.config import (
+    FILE_DATASETS,
+    DefenseConfig,
+    DetectorConfig,
+    ExperimentConfig,
+)
+from advsec.experiments.dataload import data_record, load_dataset
 from advsec.experiments.hardening import harden
 from advsec.experiments.transfer import transfer_from
 from advsec.features.space import FeatureSpace
@@ -225,29 +231,7 @@ class _Prepared:
     y_test: np.ndarray
     eval_idx: np.ndarray
     flags: list[Flag]
-
-
-def load_dataset(cfg: ExperimentConfig, seed: int) -> Dataset:
-    """The configured dataset with schema overrides applied (``seed`` for splits/generation)."""
-    d = cfg.data
-    opts: dict[str, Any] = {**d.options, "seed": seed}
-    if d.dataset in FILE_DATASETS:
-        opts.update(path=d.path, label_column=d.label_column, test_path=d.test_path)
-        if d.benign_label is not None:
-            opts["benign_label"] = d.benign_label
-        name = "tabular"
-    else:
-        name = d.dataset
-        if d.root is not None:
-            opts["root"] = d.root
-        if d.scheme != "binary" or name != "synthetic":
-            opts["scheme"] = d.scheme
-    if d.schema_file is not None:
-        opts["schema_file"] = d.schema_file
-    ds = load(name, **opts)
-    if d.schema_overrides:
-        ds.schema = ds.schema.with_overrides(d.schema_overrides)
-    return ds
+    data: dict[str, Any]
 
 
 def _prepare(cfg: ExperimentConfig, seed: int) -> _Prepared:
@@ -270,13 +254,14 @@ def _prepare(cfg: ExperimentConfig, seed: int) -> _Prepared:
     eval_idx = (np.sort(rng.choice(len(x_test), n_eval, replace=False))
                 if n_eval and len(x_test) > n_eval else np.arange(len(x_test)))
     flags = [check_single_feature(train, y_train, ds.schema, seed=seed)]
-    return _Prepared(ds, space, x_train, y_train, x_test, y_test, eval_idx, flags)
+    return _Prepared(ds, space, x_train, y_train, x_test, y_test, eval_idx, flags,
+                     data_record(cfg, ds))
 
 
 def _data_name(cfg: ExperimentConfig) -> str:
     """How errors name the data: the file, or the dataset (and its root)."""
     d = cfg.data
-    if d.dataset in FILE_DATASETS:
+    if d.dataset in FILE_DATASETS:  # a file
         return str(d.path)
     return f"dataset {d.dataset!r}" + (f" ({d.root})" if d.root else "")
 
@@ -345,7 +330,7 @@ def _train_mlp(d: DetectorConfig, seed: int, p: _Prepared, stage: Path) -> Detec
                    lr=d.lr, weight_decay=d.weight_decay, validation_split=d.validation_split,
                    patience=d.patience, seed=seed, device="cpu")
     det.fit(p.x_train, p.y_train)
-    return artifacts.save_model(det, path, p.space)
+    return artifacts.save_model(det, path, p.space, data=p.data)
 
 
 def _run_combination(
@@ -364,7 +349,7 @@ def _run_combination(
             log.info("%s: hardening with %s", combo.key, combo.defense.label)
             det = harden(base, combo.defense, p.x_train, p.y_train, space=p.space,
                          seed=combo.seed)
-            det = artifacts.save_model(det, path, p.space)
+            det = artifacts.save_model(det, path, p.space, data=p.data)
     classes = [str(c) for c in det.classes_]
     if p.ds.benign_label not in classes:
         raise ConfigError(f"benign label {p.ds.benign_label!r} is not among the classes {classes}")

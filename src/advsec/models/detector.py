@@ -74,6 +74,8 @@ class Detector:
         n_features_in_: ``D``.
         history_: per-epoch dicts with ``epoch``, ``loss``, ``val_loss``, ``val_accuracy``.
         feature_space_: the :class:`~advsec.features.FeatureSpace` the inputs came from, when known.
+        data_: how the training table was read (``{"dataset": ..., "options": {...}}``), when
+            the detector was saved with it.
 
     Shapes: ``X`` is ``(N, D)`` float32 (NumPy or torch); ``y`` is ``(N,)`` labels of any
     hashable type (strings or integers).
@@ -91,6 +93,7 @@ class Detector:
     history_: list[dict[str, float]]
     device_: torch.device
     feature_space_: FeatureSpace | None
+    data_: dict[str, Any] | None
 
     def __init__(
         self,
@@ -276,11 +279,14 @@ class Detector:
         return self.module_
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path, *, feature_space: Any = None) -> tuple[Path, Path]:
-        """Write ``<path>.safetensors`` (weights) and ``<path>.json`` (metadata); no pickle."""
+    def save(self, path: str | Path, *, feature_space: Any = None,
+             data: dict[str, Any] | None = None) -> tuple[Path, Path]:
+        """Write ``<path>.safetensors`` (weights) and ``<path>.json`` (metadata); no pickle.
+        ``data``: how the training table was read (``{"dataset": ..., "options": {...}}``),
+        restored as ``data_`` by :meth:`load`."""
         from advsec.models.io import save_detector
 
-        return save_detector(self, path, feature_space=feature_space)
+        return save_detector(self, path, feature_space=feature_space, data=data)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu") -> Detector:

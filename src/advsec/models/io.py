@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from advsec.errors import AdvsecError, DataError
 
-__all__ = ["FORMAT", "load_detector", "load_feature_space", "save_detector", "split_model_path"]
+__all__ = ["FORMAT", "check_data_record", "load_detector", "load_feature_space", "save_detector",
+           "split_model_path"]
 
 FORMAT = "advsec.detector/1"
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64", "float16", "bfloat16", "float32", "float64")
@@ -37,9 +39,16 @@ def split_model_path(path: str | Path) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
-def save_detector(det: Any, path: str | Path, *, feature_space: Any = None) -> tuple[Path, Path]:
-    """Write ``det``'s weights and metadata; returns ``(weights_path, json_path)``."""
+def save_detector(det: Any, path: str | Path, *, feature_space: Any = None,
+                  data: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write ``det``'s weights and metadata; returns ``(weights_path, json_path)``. ``data``
+    (``{"dataset": name, "options": {...}}``, JSON values): how the training table was read,
+    stored under the JSON's ``data`` key."""
     det._check_fitted()
+    if data is None:
+        data = getattr(det, "data_", None)
+    if data is not None:
+        check_data_record(data, where="save_detector: data")
     weights, meta_path = split_model_path(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in det.module_.state_dict().items()}
@@ -62,6 +71,8 @@ def save_detector(det: Any, path: str | Path, *, feature_space: Any = None) -> t
         "history": det.history_,
         "feature_space": space.to_dict() if space is not None else None,
     }
+    if data is not None:
+        meta["data"] = {"dataset": data["dataset"], "options": dict(data["options"])}
     meta_path.write_text(json.dumps(meta, indent=2))
     return weights, meta_path
 
@@ -118,7 +129,29 @@ def load_detector(path: str | Path, *, device: str = "cpu") -> Any:
     det.history_ = list(meta.get("history") or [])
     det.device_ = torch.device(device)
     det.feature_space_ = _space(meta, meta_path)
+    det.data_ = None
+    if meta.get("data") is not None:
+        check_data_record(meta["data"], where=f"{meta_path}, key 'data'")
+        det.data_ = meta["data"]
     return det
+
+
+def check_data_record(data: object, *, where: str) -> None:
+    """A one-line :class:`DataError` (prefixed ``where``) unless ``data`` is ``{"dataset":
+    name, "options": {key: JSON scalar or list of them}}``."""
+    if not isinstance(data, Mapping) or set(data) != {"dataset", "options"}:
+        raise DataError(f"{where}: expected an object with 'dataset' and 'options'")
+    if not isinstance(data["dataset"], str) or not data["dataset"]:
+        raise DataError(f"{where}.dataset: expected a dataset name")
+    opts = data["options"]
+    if not isinstance(opts, Mapping):
+        raise DataError(f"{where}.options: expected an object of loader options")
+    for key, value in opts.items():
+        items = value if isinstance(value, list) else [value]
+        if not isinstance(key, str) or not all(
+                isinstance(v, (str, int, float, bool)) for v in items):
+            raise DataError(f"{where}.options.{key}: expected a string, number, boolean or a "
+                            f"list of them, got {type(value).__name__}")
 
 
 def load_feature_space(path: str | Path) -> Any:
