@@ -35,6 +35,7 @@ from advsec.cli.common import console, err_console
 from advsec.cli.demo import demo
 from advsec.cli.reproduce import reproduce_command
 from advsec.cli.run import export_command, report_command, run_command
+from advsec.cli.train import train_command
 from advsec.errors import AdvsecError
 from advsec.runio import error_notes
 
@@ -85,6 +86,7 @@ app.command("demo")(demo)
 app.command("run")(run_command)
 app.command("report")(report_command)
 app.command("export")(export_command)
+app.command("train")(train_command)
 app.command("attack")(attack_command)
 app.command("reproduce")(reproduce_command)
 app.add_typer(data.app, name="data")
