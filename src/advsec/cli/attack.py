@@ -123,8 +123,8 @@ def run_attack(
     from advsec.attacks.validity import valid_records
     from advsec.datasets import load
     from advsec.experiments.rundir import atomic_run_dir
-    from advsec.models import Detector
     from advsec.models.detector import resolve_device
+    from advsec.models.io import load_model
 
     try:
         spec = attack_spec(attack)
@@ -153,7 +153,10 @@ def run_attack(
     except ConfigError as exc:
         raise ConfigError(f"--device: {exc}") from None
 
-    det = Detector.load(model, device=dev)
+    det = load_model(model, device=dev)
+    if spec.needs_gradients and not hasattr(det, "as_module"):
+        raise ConfigError(f"--attack {name} needs gradients; {model} is a tree ensemble: use a "
+                          f"score- or decision-based attack (square, hopskipjump)")
     space = getattr(det, "feature_space_", None)
     if space is None:
         raise DataError(f"{model}: the model JSON holds no FeatureSpace; save the detector with "

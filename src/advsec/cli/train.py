@@ -19,8 +19,9 @@ from advsec.errors import ConfigError
 
 __all__ = ["KINDS", "train_command", "train_detector"]
 
-#: detector kinds ``advsec train`` saves (tree ensembles need a pickle-free format first)
-KINDS = ("mlp",)
+#: detector kinds ``advsec train`` saves: the MLP as safetensors + JSON, forests in advsec's
+#: JSON tree format (:mod:`advsec.models.trees`)
+KINDS = ("mlp", "random_forest", "extra_trees")
 _TABLE_SUFFIXES = (".csv", ".gz", ".parquet", ".pq", ".tsv", ".txt")
 
 
@@ -42,6 +43,9 @@ def train_command(
     epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
     batch_size: int = typer.Option(256, "--batch-size", help="Minibatch size."),
     lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    n_estimators: int = typer.Option(100, "--n-estimators", help="Forests: number of trees."),
+    max_depth: int | None = typer.Option(None, "--max-depth", help="Forests: tree depth "
+                                         "limit (default: none)."),
     max_train_rows: int | None = typer.Option(None, "--max-train-rows", help="Train on a "
                                               "seeded sample of at most N training rows."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the sample and training."),
@@ -58,22 +62,22 @@ def train_command(
     summary = train_detector(
         data=data, label_column=label_column, benign_label=benign_label, schema=schema,
         root=root, scheme=scheme, kind=kind, hidden=hidden, epochs=epochs,
-        batch_size=batch_size, lr=lr, max_train_rows=max_train_rows, seed=seed, out=out,
-        force=force)
+        batch_size=batch_size, lr=lr, n_estimators=n_estimators, max_depth=max_depth,
+        max_train_rows=max_train_rows, seed=seed, out=out, force=force)
     m = summary["metrics"]
     console.print(f"test: accuracy {m['accuracy']:.3f}, detection rate "
                   f"{m['detection_rate']:.3f}, false-positive rate {m['fpr']:.3f} "
                   f"({summary['test_rows']:,} records)", markup=False, highlight=False)
     for flag in summary["red_flags"]:
         err_console.print(f"red flag: {flag}", markup=False, highlight=False)
-    console.print(f"wrote {summary['model']}.safetensors + .json", markup=False,
-                  highlight=False)
+    console.print(f"wrote {summary['files']}", markup=False, highlight=False)
 
 
 def train_detector(
     *, data: str, label_column: str | None, benign_label: str | None, schema: Path | None,
     root: Path | None, scheme: str | None, kind: str, hidden: str, epochs: int,
     batch_size: int, lr: float, max_train_rows: int | None, seed: int, out: Path, force: bool,
+    n_estimators: int = 100, max_depth: int | None = None,
 ) -> dict[str, Any]:
     """The work behind ``advsec train``; returns ``{"metrics", "model", "test_rows"}``."""
     import numpy as np
@@ -82,19 +86,20 @@ def train_detector(
     from advsec.datasets import get_loader, load, registered
     from advsec.evaluation.honesty import check_clean
     from advsec.features.space import FeatureSpace
-    from advsec.models import Detector
     from advsec.models.io import split_model_path
     from advsec.models.metrics import detection_metrics
 
     if kind not in KINDS:
-        raise ConfigError(f"--kind: expected one of {', '.join(KINDS)}, got {kind!r} (tree "
-                          f"ensembles are trained by `advsec run` for now)")
+        raise ConfigError(f"--kind: expected one of {', '.join(KINDS)}, got {kind!r}")
     sizes = [int(v) for v in parse_floats(hidden, option="--hidden")]
     if not sizes or any(v < 1 for v in sizes) or any(
             float(v) != f for v, f in zip(sizes, parse_floats(hidden, option="--hidden"),
                                           strict=True)):
         raise ConfigError(f"--hidden: expected positive whole layer sizes, got {hidden!r}")
-    for name, value in (("--epochs", epochs), ("--batch-size", batch_size)):
+    if max_depth is not None and max_depth < 1:
+        raise ConfigError(f"--max-depth: must be >= 1, got {max_depth}")
+    for name, value in (("--epochs", epochs), ("--batch-size", batch_size),
+                        ("--n-estimators", n_estimators)):
         if value < 1:
             raise ConfigError(f"{name}: must be >= 1, got {value}")
     if not lr > 0:
@@ -130,17 +135,14 @@ def train_detector(
         rng = np.random.default_rng(seed)
         train = train.iloc[np.sort(rng.choice(len(train), max_train_rows, replace=False))]
     space = FeatureSpace(ds.schema).fit(train)
-    det = Detector(hidden=tuple(sizes), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                   device="cpu")
-    with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("", total=epochs)
-
-        def step(entry: dict[str, float]) -> None:
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch")
-            bar.update(task, advance=1, description=shown)
-
-        det.fit(space.encode(train), train[ds.label].astype(str).to_numpy(), callback=step)
+    x_train, y_train = space.encode(train), train[ds.label].astype(str).to_numpy()
+    det: Any
+    if kind == "mlp":
+        det = _fit_mlp(x_train, y_train, sizes=sizes, epochs=epochs, batch_size=batch_size,
+                       lr=lr, seed=seed)
+    else:
+        det = _fit_forest(x_train, y_train, kind=kind, n_estimators=n_estimators,
+                          max_depth=max_depth, seed=seed)
     classes = [str(c) for c in det.classes_]
     x_test = space.encode(ds.test)
     y_test = det.encode_labels(ds.test[ds.label].astype(str).to_numpy()).numpy()
@@ -151,8 +153,48 @@ def train_detector(
                         classes=classes)
     kept = {k: v for k, v in options.items() if k in ("label_column", "benign_label", "scheme")}
     kept.update(benign_label=str(ds.benign_label), scheme=ds.scheme)
-    det.save(out, feature_space=space, data={"dataset": name, "options": kept})
+    record = {"dataset": name, "options": kept}
+    if kind == "mlp":
+        det.save(out, feature_space=space, data=record)
+        files = f"{weights} + {meta}"
+    else:
+        det.feature_space_, det.data_ = space, record
+        files = str(det.save(meta))
     meta.with_name(meta.stem + ".metrics.json").write_text(json.dumps(
         {"test": metrics, "test_rows": len(ds.test), "train_rows": len(train)}, indent=2))
-    return {"metrics": metrics, "model": str(out), "test_rows": len(ds.test),
+    return {"metrics": metrics, "model": str(out), "files": files, "test_rows": len(ds.test),
             "red_flags": [f"{f.name}: {f.detail}" for f in flags if not f.ok]}
+
+
+def _fit_mlp(x: Any, y: Any, *, sizes: list[int], epochs: int, batch_size: int, lr: float,
+             seed: int) -> Any:
+    """An advsec MLP Detector trained on ``x`` ``(N, D)``, labels ``y``, with a progress bar."""
+    from advsec.models import Detector
+
+    det = Detector(hidden=tuple(sizes), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                   device="cpu")
+    with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("", total=epochs)
+
+        def step(entry: dict[str, float]) -> None:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch")
+            bar.update(task, advance=1, description=shown)
+
+        det.fit(x, y, callback=step)
+    return det
+
+
+def _fit_forest(x: Any, y: Any, *, kind: str, n_estimators: int, max_depth: int | None,
+                seed: int) -> Any:
+    """A scikit-learn forest on ``x`` ``(N, D)``, labels ``y``, as a
+    :class:`~advsec.models.trees.TreeEnsemble` (identical predictions, no pickle)."""
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+    from advsec.models.trees import TreeEnsemble
+
+    cls = RandomForestClassifier if kind == "random_forest" else ExtraTreesClassifier
+    with err_console.status(f"training {n_estimators} trees ({kind})"):
+        model = cls(n_estimators=n_estimators, max_depth=max_depth, random_state=seed,
+                    n_jobs=1).fit(x, y)
+    return TreeEnsemble.from_sklearn(model)

@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from advsec.errors import AdvsecError, DataError
 
-__all__ = ["FORMAT", "check_data_record", "load_detector", "load_feature_space", "save_detector",
-           "split_model_path"]
+__all__ = ["FORMAT", "check_data_record", "load_detector", "load_feature_space", "load_model",
+           "save_detector", "split_model_path"]
 
 FORMAT = "advsec.detector/1"
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64", "float16", "bfloat16", "float32", "float64")
@@ -152,6 +152,24 @@ def check_data_record(data: object, *, where: str) -> None:
                 isinstance(v, (str, int, float, bool)) for v in items):
             raise DataError(f"{where}.options.{key}: expected a string, number, boolean or a "
                             f"list of them, got {type(value).__name__}")
+
+
+def load_model(path: str | Path, *, device: str = "cpu") -> Any:
+    """A saved detector of any kind advsec writes: an MLP (``PATH.safetensors`` +
+    ``PATH.json``) or a tree ensemble (``PATH.json`` in the
+    :mod:`~advsec.models.trees` format). JSON and safetensors only, never pickle."""
+    from advsec.models.trees import FORMAT as TREES
+    from advsec.models.trees import TreeEnsemble
+
+    weights, meta_path = split_model_path(path)
+    if meta_path.is_file() and not weights.exists():
+        try:
+            head = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            head = None
+        if isinstance(head, dict) and head.get("format") == TREES:
+            return TreeEnsemble.load(meta_path)
+    return load_detector(path, device=device)
 
 
 def load_feature_space(path: str | Path) -> Any:
