@@ -11,6 +11,7 @@ import pytest
 
 from advsec.cli import main
 from advsec.datasets import load
+from advsec.models.io import load_data_options, load_feature_space
 
 STUDY = """\
 [experiment]
@@ -110,3 +111,130 @@ def test_bad_inputs_stop_with_one_line(trained, tmp_path, capsys):
                  str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert "key 'data'.options.label_column" in err and "\n" not in err
+
+
+# ------------------------------------------------ a wide categorical kept by max_categories
+WIDE = STUDY.replace("options = {{ max_categories = 3 }}",
+                     "options = {{ max_categories = 200 }}\n"
+                     "schema_overrides = {{ protocol = {{ mutable = true }} }}")
+PROTOS = [f"p{i}" for i in range(120)]  # over the loader's default max_categories (100)
+
+
+def wide_flows(rows: int, seed: int) -> pd.DataFrame:
+    """Flows with a ``proto`` column of 120 values, which only ``max_categories = 200`` keeps."""
+    df = flows(rows, seed)
+    df["proto"] = np.random.default_rng(seed).choice(PROTOS, size=len(df))
+    return df
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wide")
+    csv = root / "train.csv"
+    wide_flows(900, 0).to_csv(csv, index=False)
+    study = root / "study.toml"
+    study.write_text(WIDE.format(path=csv))
+    assert main(["run", str(study), "--out", str(root / "run")]) == 0
+    return root, root / "run" / "models" / "mlp-s0"
+
+
+def test_stored_options_are_public_and_max_categories_matters(wide):
+    root, model = wide
+    record = load_data_options(model)
+    assert record == json.loads(model.with_suffix(".json").read_text())["data"]
+    assert record is not None and record["options"]["max_categories"] == 200
+    names = load_feature_space(model).schema.names
+    assert "proto" in names
+    # read with the loader's defaults, the table would lose the column the model needs
+    default = load("tabular", path=root / "train.csv", label_column="verdict",
+                   benign_label="ok")
+    assert "proto" not in default.schema.names
+
+
+def test_new_flows_of_a_wide_model_are_read_like_training(wide, tmp_path, capsys):
+    _, model = wide
+    other = wide_flows(300, 5)
+    other.loc[:29, "protocol"] = "sctp"  # unseen in training: encoded as <other>
+    other.loc[:29, "proto"] = "p999"
+    path = tmp_path / "other.csv"
+    other.to_csv(path, index=False)
+    out = tmp_path / "attack"
+    code = main(["attack", "--model", str(model), "--data", str(path), "--attack", "pgd",
+                 "--eps", "0.3", "--steps", "10", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    adv = pd.read_csv(out / "adversarial.csv", keep_default_na=False)
+    assert len(adv) == len(other)
+    assert (adv["proto"] == other["proto"]).all()  # immutable: every value as it was
+    assert (adv.loc[:29, "proto"] == "p999").all()
+    # unconstrained, eps 0 changes nothing and eps 1 changes protocol in most rows: wherever
+    # the attack left a feature's encoding alone, the raw value is exported as it was
+    out = tmp_path / "free"
+    code = main(["attack", "--model", str(model), "--data", str(path), "--attack", "fgsm",
+                 "--eps", "0,1", "--unconstrained", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    adv = pd.read_csv(out / "adversarial.csv", keep_default_na=False)
+    space = load_feature_space(model)
+    names = space.schema.names
+    before = space.encode(other[names])
+    for e, rows in adv.groupby("eps"):
+        rows = rows.reset_index(drop=True)
+        after = space.encode(rows[names])
+        for name in ("protocol", "proto"):
+            cols = [i for i, c in enumerate(space.columns_) if str(c).startswith(f"{name}=")]
+            same = (after[:, cols] == before[:, cols]).all(axis=1)
+            kept = rows[name].to_numpy() == other[name].to_numpy()
+            assert (kept == same).all(), (e, name)
+            if e == 0:
+                assert same.all() and (rows.loc[:29, name] != "<other>").all()
+        if e == 1:
+            assert not (rows["protocol"] == other["protocol"]).all()
+    # the registered-dataset route (its split) reuses the stored options as well
+    out2 = tmp_path / "split"
+    code = main(["attack", "--model", str(model), "--dataset", "tabular", "--root", str(path),
+                 "--attack", "fgsm", "--eps", "0.1", "--out", str(out2)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((out2 / "attack.json").read_text())["data_options"]["max_categories"] == 200
+
+
+def test_a_model_without_stored_options_needs_the_label_column(wide, tmp_path, capsys):
+    _, model = wide
+    old = tmp_path / "old"
+    for suffix in (".safetensors", ".json"):
+        old.with_suffix(suffix).write_bytes(model.with_suffix(suffix).read_bytes())
+    meta = json.loads(old.with_suffix(".json").read_text())
+    del meta["data"]
+    old.with_suffix(".json").write_text(json.dumps(meta))
+    assert load_data_options(old) is None
+    path = tmp_path / "other.csv"
+    wide_flows(120, 2).to_csv(path, index=False)
+    args = ["attack", "--model", str(old), "--data", str(path), "--attack", "fgsm",
+            "--eps", "0.1"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--label-column" in err and "\n" not in err
+    assert not (tmp_path / "a").exists()
+    code = main([*args, "--label-column", "verdict", "--benign-label", "ok",
+                 "--out", str(tmp_path / "b")])
+    assert code == 0, capsys.readouterr().err
+    assert set(pd.read_csv(tmp_path / "b" / "adversarial.csv")["label"]) <= {"ok", "attack"}
+
+
+def test_a_schema_file_changes_the_threat_model_not_the_encoding(wide, tmp_path, capsys):
+    _, model = wide
+    path = tmp_path / "other.csv"
+    wide_flows(120, 4).to_csv(path, index=False)
+    frozen = tmp_path / "frozen.toml"
+    frozen.write_text("[override.protocol]\nmutable = false\n")
+    out = tmp_path / "a"
+    assert main(["attack", "--model", str(model), "--data", str(path), "--schema", str(frozen),
+                 "--attack", "pgd", "--eps", "0.3", "--steps", "5", "--out", str(out)]) == 0
+    other = pd.read_csv(path, keep_default_na=False)
+    adv = pd.read_csv(out / "adversarial.csv", keep_default_na=False)
+    assert (adv["protocol"] == other["protocol"]).all()
+    dropping = tmp_path / "drop.toml"
+    dropping.write_text('drop = ["proto"]\n')
+    assert main(["attack", "--model", str(model), "--data", str(path), "--schema",
+                 str(dropping), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'proto'" in err and "\n" not in err
+    assert not (tmp_path / "b").exists()

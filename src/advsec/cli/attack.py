@@ -36,8 +36,9 @@ FORMATS = ("csv", "parquet")
 def attack_command(
     model: Path = typer.Option(..., "--model", "-m", help="Saved detector: the PATH prefix of "
                                "PATH.safetensors + PATH.json (the JSON holds the FeatureSpace)."),
-    dataset: str = typer.Option("synthetic", "--dataset", "-d",
-                                help="Registered dataset name (see `advsec data list`)."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d",
+                                       help="Registered dataset name (see `advsec data "
+                                       "list`; default: the model's, else synthetic)."),
     root: Path | None = typer.Option(None, "--root", help="Folder with the dataset's files."),
     data: Path | None = typer.Option(None, "--data", help="A CSV or Parquet table to attack "
                                      "(every row), read as the model's training table was: "
@@ -46,6 +47,9 @@ def attack_command(
                                             "label column (default: the model's)."),
     benign_label: str | None = typer.Option(None, "--benign-label", help="With --data: the "
                                             "benign label (default: the model's)."),
+    schema: Path | None = typer.Option(None, "--schema", help="A TOML/YAML schema file of "
+                                       "changes (override, relations) to the model's stored "
+                                       "schema: the threat model; the encoding must not change."),
     split: str = typer.Option("test", "--split", help="Which split to attack: test or train."),
     scheme: str | None = typer.Option(None, "--scheme", help="Label scheme of the dataset "
                                       "(default: the loader's; must match the model's classes)."),
@@ -81,7 +85,7 @@ def attack_command(
     """
     summary = run_attack(
         model=model, dataset=dataset, root=root, data=data, label_column=label_column,
-        benign_label=benign_label, split=split, scheme=scheme, attack=attack,
+        benign_label=benign_label, schema=schema, split=split, scheme=scheme, attack=attack,
         eps=parse_floats(eps, option="--eps"), steps=steps, norm=norm, valid=valid,
         evasion=evasion, out=out, fmt=fmt, max_rows=max_rows, seed=seed, device=device,
         force=force,
@@ -98,12 +102,13 @@ def attack_command(
 def run_attack(
     *,
     model: Path,
-    dataset: str,
+    dataset: str | None,
     root: Path | None,
     split: str,
     data: Path | None = None,
     label_column: str | None = None,
     benign_label: str | None = None,
+    schema: Path | None = None,
     scheme: str | None,
     attack: str,
     eps: list[float],
@@ -118,10 +123,15 @@ def run_attack(
     device: str,
     force: bool,
 ) -> dict[str, Any]:
-    """The work behind ``advsec attack``; returns ``{"table": DataFrame, "out": Path}``."""
+    """The work behind ``advsec attack``; returns ``{"table": DataFrame, "out": Path}``.
+
+    The records are read as the model's training table was: the model JSON's ``data`` options
+    (:func:`advsec.models.io.load_data_options`) under the CLI's ``label_column``,
+    ``benign_label`` and ``scheme``; the model's stored FeatureSpace (``schema`` changes on
+    top) encodes them, nothing is re-inferred. Every check runs before OUT is written.
+    """
     from advsec.attacks import make_attack
     from advsec.attacks.validity import valid_records
-    from advsec.datasets import load
     from advsec.experiments.rundir import atomic_run_dir
     from advsec.models.detector import resolve_device
     from advsec.models.io import load_model
@@ -161,21 +171,22 @@ def run_attack(
     if space is None:
         raise DataError(f"{model}: the model JSON holds no FeatureSpace; save the detector with "
                         f"its feature space to attack raw records")
+    if schema is not None:
+        space = _with_schema_file(space, schema, model)
+    stored = getattr(det, "data_", None)
     if data is not None:
         table, labels, benign_value = _read_like_training(
-            det, model, data, label_column=label_column, benign_label=benign_label,
+            space, stored, model, data, label_column=label_column, benign_label=benign_label,
             scheme=scheme)
         dataset, split = str(data), "all"
     else:
-        options: dict[str, Any] = {"seed": seed}
-        if root is not None:
-            options["root"] = str(root)
-        if scheme is not None:
-            options["scheme"] = scheme
-        ds = load(dataset, **options)
-        table = ds.test if split == "test" else ds.train
-        labels = table[ds.label].astype(str).to_numpy()
-        benign_value = str(ds.benign_label)
+        dataset, table, labels, benign_value = _load_split(
+            stored, model, dataset, root=root, split=split, seed=seed, scheme=scheme,
+            label_column=label_column, benign_label=benign_label)
+    missing = [n for n in space.schema.names if n not in table.columns]
+    if missing:
+        raise DataError(f"{dataset} ({split}): no column {missing[0]!r} (the model {model} "
+                        f"was trained with it)")
     if max_rows is not None:
         table, labels = table.iloc[:max_rows], labels[:max_rows]
     if len(table) == 0:
@@ -229,8 +240,10 @@ def run_attack(
     records = pd.concat(frames, ignore_index=True)
 
     settings = {"model": str(model), "dataset": dataset, "split": split, "root": str(root)
-                if root else None, "scheme": scheme, "attack": name, "eps": eps, "steps": steps,
-                "norm": norm, "valid": valid, "evasion": evasion, "rows": len(table),
+                if root else None, "scheme": scheme, "schema": str(schema) if schema else None,
+                "data_options": stored["options"] if stored else None, "attack": name,
+                "eps": eps, "steps": steps, "norm": norm, "valid": valid, "evasion": evasion,
+                "rows": len(table),
                 "seed": seed, "device": dev, "seconds": round(seconds, 3),
                 "classes": classes, "benign_class": benign_class}
     with atomic_run_dir(out, force=force) as tmp:
@@ -243,35 +256,85 @@ def run_attack(
     return {"table": sweep_table, "out": out}
 
 
-def _read_like_training(det: Any, model: Path, data: Path, *, label_column: str | None,
-                        benign_label: str | None, scheme: str | None
-                        ) -> tuple[pd.DataFrame, np.ndarray, str]:
-    """``(table, labels, benign label)`` of the file ``data``, read with the options the model
-    was trained with (``det.data_``), the CLI's where given; the model's schema decides the
+def _read_like_training(space: FeatureSpace, stored: dict[str, Any] | None, model: Path,
+                        data: Path, *, label_column: str | None, benign_label: str | None,
+                        scheme: str | None) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """``(table, labels, benign label)`` of every row of the file ``data``, read with the options
+    the model was trained with (``stored``, the model JSON's ``data`` record), the CLI's where
+    given; labels mapped as :func:`advsec.datasets.tabular.load_tabular` maps them (``binary``:
+    the benign label, else ``"attack"``; ``attack``: kept). The model's schema decides the
     features (nothing is inferred)."""
-    from advsec.datasets.tabular import read_table
+    from advsec.datasets.tabular import SCHEMES, benign_label_of, read_table
 
-    stored = dict((getattr(det, "data_", None) or {}).get("options", {}))
-    column = label_column or stored.get("label_column")
+    opts = dict(stored["options"]) if stored else {}
+    column = label_column if label_column is not None else opts.get("label_column")
     if column is None:
-        raise ConfigError(f"--data: {model} does not say which column holds the labels; pass "
-                          f"--label-column")
-    benign = benign_label if benign_label is not None else stored.get("benign_label")
-    how = scheme or str(stored.get("scheme", "binary"))
+        raise ConfigError(f"--data: {model} does not say which column holds the labels (it "
+                          f"was saved without data options); pass --label-column")
+    how = scheme if scheme is not None else str(opts.get("scheme", "binary"))
+    if how not in SCHEMES:
+        raise ConfigError(f"--scheme: a --data table has the scheme binary or attack, got "
+                          f"{how!r}")
     table = read_table(data, label_column=str(column),
-                       delimiter=str(stored.get("delimiter", ",")))
-    space = det.feature_space_
+                       delimiter=str(opts.get("delimiter", ",")))
     missing = [n for n in space.schema.names if n not in table.columns]
     if missing:
         raise DataError(f"{data}: no column {missing[0]!r} (the model {model} was trained "
                         f"with it)")
+    benign = benign_label if benign_label is not None else opts.get("benign_label")
+    if benign is None:  # guessed as the loader guesses it
+        benign = benign_label_of(table, label_column=str(column), benign_label=None, notes=[])
     raw = table[str(column)].astype(str).to_numpy()
-    if how != "attack":
-        if benign is None:
-            raise ConfigError(f"--data: {model} does not say which label is benign; pass "
-                              f"--benign-label")
+    if how == "binary":
         raw = np.where(raw == str(benign), str(benign), "attack")
-    return table, raw, str(benign) if benign is not None else ""
+    return table, raw, str(benign)
+
+
+def _load_split(stored: dict[str, Any] | None, model: Path, dataset: str | None, *,
+                root: Path | None, split: str, seed: int, scheme: str | None,
+                label_column: str | None, benign_label: str | None
+                ) -> tuple[str, pd.DataFrame, np.ndarray, str]:
+    """``(dataset, table, labels, benign label)``: the ``split`` of a registered dataset
+    (default: the model's), loaded with the model's stored options when it is the model's
+    dataset, the CLI's on top."""
+    from advsec.datasets import load
+
+    name = dataset or (stored["dataset"] if stored else "synthetic")
+    options: dict[str, Any] = dict(stored["options"]) if stored and stored[
+        "dataset"] == name else {}
+    options["seed"] = seed
+    if root is not None:
+        options["root"] = str(root)
+    elif name == "tabular" and "path" not in options:
+        raise ConfigError(f"{model} was trained on a table file: pass --data FILE (every row) "
+                          f"or --dataset tabular --root FILE (its --split)")
+    for key, value in (("scheme", scheme), ("label_column", label_column),
+                       ("benign_label", benign_label)):
+        if value is not None:
+            options[key] = value
+    ds = load(name, **options)
+    table = ds.test if split == "test" else ds.train
+    return name, table, table[ds.label].astype(str).to_numpy(), str(ds.benign_label)
+
+
+def _with_schema_file(space: FeatureSpace, schema: Path, model: Path) -> FeatureSpace:
+    """The model's space under the changes of the schema file ``schema`` (mutability, bounds,
+    relations); a change of the encoding (features, their order or kinds) is a ConfigError."""
+    from advsec.features.schema import FeatureSchema
+    from advsec.features.space import FeatureSpace as Space
+
+    base = space.schema
+    new = FeatureSchema.from_file(schema, base=base)
+    before = [(f.name, f.kind) for f in base.features]
+    after = [(f.name, f.kind) for f in new.features]
+    if after != before:
+        at = next((i for i, (a, b) in enumerate(zip(after, before, strict=False)) if a != b),
+                  min(len(after), len(before)))
+        first = (before if at < len(before) else after)[at][0]
+        raise ConfigError(f"--schema {schema}: changes feature {first!r} of the encoding the "
+                          f"model {model} was trained with (features, their order and kinds "
+                          f"are fixed); only mutability, bounds and relations may change")
+    return Space.from_dict({**space.to_dict(), "schema": new.to_dict()})
 
 
 def _sweep(det: Any, atk: Any, x: torch.Tensor, y: torch.Tensor, eps: list[float],
@@ -287,11 +350,10 @@ def _sweep(det: Any, atk: Any, x: torch.Tensor, y: torch.Tensor, eps: list[float
 
 
 def _decode(space: FeatureSpace, xa: torch.Tensor, table: pd.DataFrame) -> pd.DataFrame:
-    """Records in their original columns; untouched features keep their exact raw values."""
-    try:
-        return space.decode(xa, reference=table[space.schema.names])
-    except TypeError:  # a space without reference decoding
-        return space.decode(xa)
+    """Records in their original columns (N rows); every feature the attack left unchanged
+    keeps the raw value of ``table`` (N rows), a category unseen in training included, not
+    ``<other>``."""
+    return space.decode(xa, reference=table[space.schema.names].reset_index(drop=True))
 
 
 def _success(y: np.ndarray, clean: np.ndarray, adv: np.ndarray, evasion: bool,

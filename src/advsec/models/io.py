@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from advsec.errors import AdvsecError, DataError
 
-__all__ = ["FORMAT", "check_data_record", "load_detector", "load_feature_space", "load_model",
-           "save_detector", "split_model_path"]
+__all__ = ["FORMAT", "check_data_record", "load_data_options", "load_detector",
+           "load_feature_space", "load_model", "save_detector", "split_model_path"]
 
 FORMAT = "advsec.detector/1"
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64", "float16", "bfloat16", "float32", "float64")
@@ -170,6 +170,29 @@ def load_model(path: str | Path, *, device: str = "cpu") -> Any:
         if isinstance(head, dict) and head.get("format") == TREES:
             return TreeEnsemble.load(meta_path)
     return load_detector(path, device=device)
+
+
+def load_data_options(path: str | Path) -> dict[str, Any] | None:
+    """How the training table of the model saved at ``path`` (``PATH.json``, or ``PATH`` itself
+    when it ends in ``.json``; an MLP or a tree ensemble) was read: its ``data`` record
+    ``{"dataset": name, "options": {loader option: JSON value}}``, checked as
+    :func:`load_detector` checks it (a one-line DataError naming the file and the key); None
+    for a model saved without one."""
+    _, meta_path = split_model_path(path)
+    if not meta_path.is_file():
+        raise DataError(f"{meta_path}: model file not found")
+    try:
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        raise DataError(f"{meta_path}: not a readable JSON file; expected the model's "
+                        f"metadata") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path}: expected a JSON object with the model's metadata")
+    data = meta.get("data")
+    if data is None:
+        return None
+    check_data_record(data, where=f"{meta_path}, key 'data'")
+    return {"dataset": data["dataset"], "options": dict(data["options"])}
 
 
 def load_feature_space(path: str | Path) -> Any:
