@@ -57,6 +57,7 @@ from advsec.features.torch_view import (
     TorchView,
     build_torch_view,
     numeric_view,
+    quantize,
     raw_from_model,
 )
 from advsec.features.validation import validate_table
@@ -278,15 +279,21 @@ class FeatureSpace:
         in schema order): slow, kept as the reference the compiled path is tested against."""
         return repair_reference(self, x, x_orig, self._numeric_view(x.device))
 
-    def to_raw(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw values (physical units, float64, un-rounded) of the numeric features of ``x``.
+    def to_raw(self, x: torch.Tensor, *, rounded: bool = False) -> torch.Tensor:
+        """Raw values (physical units, float64) of the numeric features of ``x``.
 
         ``x``: model inputs ``(N, D)``; returns ``(N, K)``, column ``k`` holding feature
-        ``numeric_features_[k]``. Differentiable in ``x`` inside the unit box.
+        ``numeric_features_[k]``. Differentiable in ``x`` inside the unit box. ``rounded``:
+        clipped to the bounds and rounded as :meth:`decode` rounds (integers half up,
+        continuous values to their decimals), with a straight-through gradient (that of the
+        un-rounded values); by default un-rounded.
         """
         self._check_fitted()
         nv = self._numeric_view(x.device)
-        return raw_from_model(x[:, nv.idx], nv)
+        raw = raw_from_model(x[:, nv.idx], nv)
+        if rounded:
+            raw = raw + (quantize(raw, nv) - raw).detach()
+        return raw
 
     def relation_violation(self, x: torch.Tensor) -> torch.Tensor:
         """``(N,)`` total relation violation of model inputs ``x`` ``(N, D)``, in raw units.
