@@ -230,7 +230,7 @@ def test_advsec_attack_runs_them(new_attacks, flows, tmp_path):
     settings = json.loads((out / "attack.json").read_text())
     assert settings["attack"] == SCORE and settings["steps"] == 3
     table = pd.read_csv(out / "results.csv")
-    assert list(table.eps) == [0.1] and table.valid_share.iloc[0] == 1.0
+    assert list(table.eps) == [0.0, 0.1] and table.valid_share.iloc[-1] == 1.0
     bad = main(["attack", "--model", str(model), "--dataset", "synthetic", "--attack", SCORE,
                 "--norm", "l2", "--out", str(tmp_path / "no")])
     assert bad == 2 and not (tmp_path / "no").exists()

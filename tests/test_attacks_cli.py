@@ -46,9 +46,9 @@ def test_attack_writes_table_and_records_in_original_columns(saved, app, tmp_pat
                  "--eps", "0.05,0.2", "--steps", "5", "--max-rows", "80", "--out", str(out))
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["adversarial.csv", "attack.json",
-                                                     "results.csv"]
+                                                     "report.html", "results.csv"]
     table = pd.read_csv(out / "results.csv")
-    assert list(table["eps"]) == [0.05, 0.2]
+    assert list(table["eps"]) == [0.0, 0.05, 0.2]  # eps 0: the clean baseline, always first
     for col in ("accuracy", "detection_rate", "attack_success_rate", "mean_linf",
                 "valid_share", "seconds"):
         assert col in table.columns
@@ -78,7 +78,7 @@ def test_parquet_unconstrained_evasion(saved, app, tmp_path):
     records = pd.read_parquet(out / "adversarial.parquet")
     assert len(records) == 60
     assert (records["attacked"] == (records["label"] != "benign")).all()
-    assert pd.read_csv(out / "results.csv")["valid_share"].iloc[0] < 1.0
+    assert pd.read_csv(out / "results.csv")["valid_share"].iloc[-1] < 1.0
 
 
 @pytest.mark.parametrize(

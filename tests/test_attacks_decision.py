@@ -236,7 +236,7 @@ def test_advsec_attack_runs_it(flows, tmp_path):
     settings = json.loads((out / "attack.json").read_text())
     assert settings["attack"] == "hopskipjump" and settings["steps"] == 120
     table = pd.read_csv(out / "results.csv")
-    assert list(table.eps) == [0.05, 0.1] and (table.valid_share == 1.0).all()
+    assert list(table.eps) == [0.0, 0.05, 0.1] and (table.valid_share == 1.0).all()
     bad = main(["attack", "--model", str(model), "--dataset", "synthetic", "--attack",
                 "hopskipjump", "--norm", "l1", "--out", str(tmp_path / "no")])
     assert bad == 2 and not (tmp_path / "no").exists()

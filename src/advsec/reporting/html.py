@@ -114,8 +114,10 @@ def render_report(
     sections: Sequence[Section],
     *,
     subtitle: str = "",
+    css: str = "",
 ) -> str:
-    """The whole report as one HTML string (no external resources)."""
+    """The whole report as one HTML string (no external resources); ``css`` is appended to
+    the report's style sheet."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     toc = " · ".join(
         f'<a href="#{s.anchor or _slug(s.title)}">{html.escape(s.title)}</a>' for s in sections)
@@ -128,7 +130,7 @@ def render_report(
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}{css}</style></head><body>"
         f"<header><h1>{html.escape(title)}</h1><p>{sub}</p></header>"
         f"<main><p class=\"note\">{toc}</p>{body}</main></body></html>\n"
     )

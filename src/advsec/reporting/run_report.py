@@ -29,7 +29,7 @@ from advsec.reporting.html import (
 from advsec.reporting.plots import STYLE, plot_confusions, save_figure
 from advsec.runio import atomic_file, write_text
 
-__all__ = ["build_run_report"]
+__all__ = ["build_run_report", "flags_section", "honesty_warning"]
 
 _KEYS = ["detector", "defense", "threat", "attack", "eps"]
 
@@ -52,7 +52,7 @@ def build_run_report(run_dir: str | Path) -> Path:
     figs = run / "figures"
     figs.mkdir(exist_ok=True)
     summary = _summary(cfg, clean, adaptive, worst, fe)
-    summary.body[:0] = _honesty_warning(data["checks"])
+    summary.body[:0] = honesty_warning(data["checks"])
     sections = [
         summary,
         _curves(adaptive, worst, figs),
@@ -299,7 +299,7 @@ def _transfer(sweep: pd.DataFrame, fe: float) -> Section | None:
         "MLP surrogate (they have no gradients).</p>", table_html(t)])
 
 
-def _honesty_warning(checks: pd.DataFrame) -> list[str]:
+def honesty_warning(checks: pd.DataFrame) -> list[str]:
     """A warning paragraph above the summary when a clean-detector or training-data check is
     raised (the robustness numbers below may not mean what they seem); empty otherwise."""
     if checks.empty or "scope" not in checks.columns:
@@ -331,15 +331,19 @@ def _flags(sweep: pd.DataFrame, model_checks: pd.DataFrame) -> Section:
             rows.append({"detector": r.detector, "defense": r.defense,
                          "threat": scope if isinstance(scope, str) else "model",
                          "check": r.check, "ok": bool(r.ok), "detail": r.detail})
-    body = []
-    if rows:
-        t = pd.DataFrame(rows)
-        bad = t[~t.ok]
-        body.append(f'<p class="{"flag-bad" if len(bad) else "flag-ok"}">'
-                    f"{len(bad)} red flag(s) out of {len(t)} checks.</p>")
-        t["ok"] = t.ok.map({True: "ok", False: "RED FLAG"})
-        body.append(table_html(t))
-    return Section("Red-flag checks", body or ["<p>No checks could be run.</p>"])
+    return flags_section(pd.DataFrame(rows))
+
+
+def flags_section(checks: pd.DataFrame) -> Section:
+    """The "Red-flag checks" section of ``checks`` (columns naming what was checked, then
+    ``check``, ``ok``: False when raised, ``detail``): the count raised, then the table."""
+    if checks.empty:
+        return Section("Red-flag checks", ["<p>No checks could be run.</p>"])
+    t, bad = checks.copy(), int((~checks.ok.astype(bool)).sum())
+    t["ok"] = t.ok.map({True: "ok", False: "RED FLAG"})
+    return Section("Red-flag checks", [
+        f'<p class="{"flag-bad" if bad else "flag-ok"}">{bad} red flag(s) out of {len(t)} '
+        "checks.</p>", table_html(t)])
 
 
 def _setup(cfg: dict[str, Any], run: Path, meta: list[dict[str, Any]]) -> Section:
@@ -348,7 +352,7 @@ def _setup(cfg: dict[str, Any], run: Path, meta: list[dict[str, Any]]) -> Sectio
     secs = {m["key"]: f"{m['seconds']:.1f}" for m in meta}
     return Section("Configuration, cost and environment", [
         "<h3>Seconds per combination</h3>", kv_html(secs),
-        "<h3>Configuration</h3>", f"<pre>{_escape(toml)}</pre>",
+        "<h3>Configuration</h3>", f"<pre>{escape(toml)}</pre>",
         "<h3>Versions</h3>", kv_html(versions()),
     ])
 
@@ -391,11 +395,3 @@ def _figure_eps(cfg: dict[str, Any], sweep: pd.DataFrame) -> float:
 def _fname(text: str) -> str:
     """``text`` as a safe PNG file name."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) + ".png"
-
-
-def _escape(text: str) -> str:
-    """``text`` escaped for HTML."""
-    import html
-
-    return html.escape(text)
-
