@@ -56,7 +56,7 @@ from advsec.features import discovery
 from advsec.features.schema import FeatureSchema
 
 __all__ = ["FileSchema", "apply_discovery", "benign_label_of", "infer_file_schema",
-           "infer_schema", "load_tabular", "read_table"]
+           "infer_schema", "load_tabular", "read_table", "scheme_labels"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,16 @@ def read_table(
     df[label_column] = df[label_column].astype("string").str.strip()
     df.attrs["path"] = str(path)
     return df
+
+
+def scheme_labels(values: np.ndarray, *, scheme: str, benign: str) -> np.ndarray:
+    """``(N,)`` object array of the labels under ``scheme``: ``binary`` keeps ``benign`` and
+    names every other label ``"attack"``; ``attack`` keeps each label (``values``: ``(N,)``
+    raw label strings)."""
+    values = np.asarray(values, dtype=object)
+    if scheme == "attack":
+        return values
+    return np.where(values == benign, benign, "attack").astype(object)
 
 
 def benign_label_of(df: pd.DataFrame, *, label_column: str, benign_label: str | None,
@@ -309,8 +319,8 @@ def load_tabular(
         raw = table[label_column].astype("string")
         table[raw_name] = raw
         values = raw.to_numpy(dtype=object)
-        table[LABEL] = pd.array(values if scheme == "attack" else np.where(
-            values == benign, benign, "attack"), dtype="string")
+        table[LABEL] = pd.array(scheme_labels(values, scheme=scheme, benign=benign),
+                                dtype="string")
     unseen = sorted(set(test_df[raw_name].unique()) - set(train_df[raw_name].unique()))
     if unseen:
         how = "kept as classes of their own" if scheme == "attack" else "labelled 'attack'"
