@@ -35,7 +35,8 @@ FORMATS = ("csv", "parquet")
 
 def attack_command(
     model: Path = typer.Option(..., "--model", "-m", help="Saved detector: the PATH prefix of "
-                               "PATH.safetensors + PATH.json (the JSON holds the FeatureSpace)."),
+                               "PATH.safetensors + PATH.json (the JSON holds the FeatureSpace), "
+                               "or a model trained elsewhere, FILE.onnx (needs --data)."),
     dataset: str | None = typer.Option(None, "--dataset", "-d",
                                        help="Registered dataset name (see `advsec data "
                                        "list`; default: the model's, else synthetic)."),
@@ -50,13 +51,18 @@ def attack_command(
     schema: Path | None = typer.Option(None, "--schema", help="A TOML/YAML schema file of "
                                        "changes (override, relations) to the model's stored "
                                        "schema: the threat model; the encoding must not change."),
+    inputs: str = typer.Option("raw", "--inputs", help="With FILE.onnx (its space is fitted "
+                               "on --data, --schema): it takes raw features or encoded inputs."),
+    classes: str | None = typer.Option(None, "--classes", help="With FILE.onnx: its score "
+                                       "columns' names, a,b (default: its own; benign,attack)."),
     split: str = typer.Option("test", "--split", help="Which split to attack: test or train."),
     scheme: str | None = typer.Option(None, "--scheme", help="Label scheme of the dataset "
                                       "(default: the loader's; must match the model's classes)."),
     attack: str = typer.Option("pgd", "--attack", "-a",
                                help=f"Attack: {', '.join(ATTACKS)}."),
     eps: str = typer.Option("0.01,0.05,0.1", "--eps",
-                            help="Comma-separated budgets (fraction of each feature's range)."),
+                            help="Comma-separated budgets (fraction of each feature's range); "
+                            "results.csv always starts with eps 0, the clean baseline."),
     steps: int | None = typer.Option(None, "--steps", help="The attack's budget: iterations of "
                                      "iterative attacks, queries of query-based ones (default: "
                                      "the attack's own)."),
@@ -75,20 +81,26 @@ def attack_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the dataset split and the attack."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/report.html "
+                                "(one self-contained page: table, plot, red flags, sample)."),
 ) -> None:
     """Attack a saved detector over an eps list; write the result table and the records.
 
     OUT gets results.csv (one row per eps: accuracy, detection rate, attack success rate,
     perturbation, valid share, seconds), adversarial.csv or .parquet (every attacked record in
     its original columns, beside its record id, true label, clean and adversarial predictions,
-    success and validity) and attack.json (the settings).
+    success and validity), attack.json (the settings) and, unless --no-report, report.html.
+
+    The first row of results.csv is always eps 0, the clean baseline: the unmodified records
+    scored, never attacked, whether or not --eps lists 0 (listed, it is not attacked either).
+    The records hold one block per --eps value: an eps 0 block only when --eps lists 0.
     """
     summary = run_attack(
         model=model, dataset=dataset, root=root, data=data, label_column=label_column,
         benign_label=benign_label, schema=schema, split=split, scheme=scheme, attack=attack,
         eps=parse_floats(eps, option="--eps"), steps=steps, norm=norm, valid=valid,
         evasion=evasion, out=out, fmt=fmt, max_rows=max_rows, seed=seed, device=device,
-        force=force,
+        force=force, report=report, inputs=inputs, onnx_classes=classes,
     )
     table = summary["table"]
     for row in table.itertuples():
@@ -122,6 +134,9 @@ def run_attack(
     seed: int,
     device: str,
     force: bool,
+    report: bool = True,
+    inputs: str = "raw",
+    onnx_classes: str | None = None,
 ) -> dict[str, Any]:
     """The work behind ``advsec attack``; returns ``{"table": DataFrame, "out": Path}``.
 
@@ -132,6 +147,7 @@ def run_attack(
     """
     from advsec.attacks import make_attack
     from advsec.attacks.validity import valid_records
+    from advsec.cli.foreign import is_foreign, load_foreign
     from advsec.experiments.rundir import atomic_run_dir
     from advsec.models.detector import resolve_device
     from advsec.models.io import load_model
@@ -163,7 +179,10 @@ def run_attack(
     except ConfigError as exc:
         raise ConfigError(f"--device: {exc}") from None
 
-    det = load_model(model, device=dev)
+    det = (load_foreign(model, data=data, label_column=label_column, benign_label=benign_label,
+                        schema=schema, inputs=inputs, classes=onnx_classes, attack=name,
+                        needs_gradients=spec.needs_gradients)  # its space fitted on --data
+           if is_foreign(model) else load_model(model, device=dev))
     if spec.needs_gradients and not hasattr(det, "as_module"):
         raise ConfigError(f"--attack {name} needs gradients; {model} is a tree ensemble: use a "
                           f"score- or decision-based attack (square, hopskipjump)")
@@ -171,7 +190,7 @@ def run_attack(
     if space is None:
         raise DataError(f"{model}: the model JSON holds no FeatureSpace; save the detector with "
                         f"its feature space to attack raw records")
-    if schema is not None:
+    if schema is not None and not is_foreign(model):
         space = _with_schema_file(space, schema, model)
     stored = getattr(det, "data_", None)
     if data is not None:
@@ -253,6 +272,11 @@ def run_attack(
         else:
             records.to_parquet(tmp / "adversarial.parquet", index=False)
         (tmp / "attack.json").write_text(json.dumps(settings, indent=2) + "\n")
+        if report:
+            from advsec.reporting.attack_report import write_attack_report
+
+            write_attack_report(tmp, settings=settings, table=sweep_table, records=records,
+                                clean=table, model=det, x=x, y=y)
     return {"table": sweep_table, "out": out}
 
 
@@ -341,12 +365,23 @@ def _sweep(det: Any, atk: Any, x: torch.Tensor, y: torch.Tensor, eps: list[float
            space: FeatureSpace,
            benign_class: int
            ) -> tuple[pd.DataFrame, dict[float, torch.Tensor], np.ndarray, dict[float, np.ndarray]]:
-    """The result table and the adversarial inputs (:func:`advsec.evaluation.evaluate_attack`)."""
+    """The result table and the adversarial inputs (:func:`advsec.evaluation.evaluate_attack`);
+    first the eps 0 row: ``x`` itself scored (:class:`~advsec.attacks.FixedInputs`), never
+    attacked, the other eps after it."""
+    from advsec.attacks import FixedInputs
     from advsec.evaluation import evaluate_attack
 
-    sweep = evaluate_attack(det, atk, x, y, eps=eps, space=space, benign_class=benign_class)
+    clean = FixedInputs(x, name=atk.name, evasion=atk.evasion, benign_class=benign_class)
+    sweep = evaluate_attack(det, clean, x, y, eps=[0.0], space=space, benign_class=benign_class)
     assert sweep.pred_clean is not None
-    return sweep.table, sweep.x_adv, np.asarray(sweep.pred_clean), sweep.pred_adv
+    table, x_adv, pred_adv = sweep.table, dict(sweep.x_adv), dict(sweep.pred_adv)
+    if [e for e in eps if e != 0]:
+        attacked = evaluate_attack(det, atk, x, y, eps=[e for e in eps if e != 0], space=space,
+                                   benign_class=benign_class)
+        table = pd.concat([table, attacked.table], ignore_index=True)
+        x_adv.update(attacked.x_adv)
+        pred_adv.update(attacked.pred_adv)
+    return table, x_adv, np.asarray(sweep.pred_clean), pred_adv
 
 
 def _decode(space: FeatureSpace, xa: torch.Tensor, table: pd.DataFrame) -> pd.DataFrame:
