@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from advsec.errors import ConfigError, DataError
+from advsec.models.labels import class_indices
 
 if TYPE_CHECKING:
     from advsec.features.space import FeatureSpace
@@ -107,13 +108,7 @@ class ForeignModel:
     def encode_labels(self, labels: Any) -> torch.Tensor:
         """``(N,)`` class indices (a long tensor) of the labels ``labels`` (one-line
         :class:`DataError` for a label that is not a class)."""
-        classes = [str(c) for c in self.classes_]
-        index = {c: i for i, c in enumerate(classes)}
-        values = [str(v) for v in np.asarray(labels)]
-        unknown = sorted(set(values) - set(index))
-        if unknown:
-            raise DataError(f"label(s) {unknown[:5]} are not classes of the model {classes}")
-        return torch.tensor([index[v] for v in values], dtype=torch.long)
+        return class_indices(self.classes_, labels)
 
     # ------------------------------------------------------------------ helpers
     def _inputs(self, x: Any) -> torch.Tensor:

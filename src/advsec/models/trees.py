@@ -115,15 +115,9 @@ class TreeEnsemble:
     def encode_labels(self, labels: Any) -> Any:
         """``(N,)`` class indices (a long tensor) of the labels ``labels`` (one-line
         :class:`DataError` for a label that is not a class)."""
-        import torch
+        from advsec.models.labels import class_indices
 
-        classes = [str(c) for c in self.classes_]
-        index = {c: i for i, c in enumerate(classes)}
-        values = [str(v) for v in np.asarray(labels)]
-        unknown = sorted(set(values) - set(index))
-        if unknown:
-            raise DataError(f"label(s) {unknown[:5]} are not classes of the model {classes}")
-        return torch.tensor([index[v] for v in values], dtype=torch.long)
+        return class_indices(self.classes_, labels)
 
     def predict(self, x: Any) -> np.ndarray:
         """``(N,)`` the most probable class label of each row of ``x`` ``(N, D)``."""
