@@ -161,6 +161,9 @@ def load_model(path: str | Path, *, device: str = "cpu") -> Any:
     from advsec.models.trees import FORMAT as TREES
     from advsec.models.trees import TreeEnsemble
 
+    if Path(path).suffix.lower() == ".onnx":  # no FeatureSpace inside: it needs one given
+        raise DataError(f"{path}: an ONNX model; load it with advsec.models.onnx_model."
+                        f"load_onnx(path, space=...) or `advsec attack --model {path} --data ...`")
     weights, meta_path = split_model_path(path)
     if meta_path.is_file() and not weights.exists():
         try:
