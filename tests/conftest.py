@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# `make test` runs under the CLI's thread policy (advsec.runtime): passive OpenMP waiting has
+# to be in the environment before torch loads; the thread count is set once per session.
+if os.environ.get("ADVSEC_THREADS", "").strip() != "0":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 import torch
 from torch import nn
@@ -27,6 +32,13 @@ def shared_datasets() -> Path:
     if root is None:
         pytest.skip("../shared/datasets not found (set ADVSEC_SHARED_DATASETS)")
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _thread_policy():
+    from advsec.runtime import apply_thread_policy, thread_policy
+
+    apply_thread_policy(thread_policy())
 
 
 @pytest.fixture(autouse=True)

@@ -38,6 +38,7 @@ from advsec.cli.run import export_command, report_command, run_command
 from advsec.cli.train import train_command
 from advsec.errors import AdvsecError
 from advsec.runio import error_notes
+from advsec.runtime import apply_thread_policy, thread_policy
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "app", "main"]
 
@@ -70,6 +71,11 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=0, metavar="N",
+        help="CPU threads for torch, BLAS and OpenMP (default: ADVSEC_THREADS, else "
+             "OMP_NUM_THREADS, else the cores this process may use); OpenMP threads wait "
+             "passively. 0: the libraries' own defaults, no passive waiting."),
 ) -> None:
     """advsec: adversarial robustness of intrusion and malware detectors."""
     from rich.logging import RichHandler
@@ -80,6 +86,7 @@ def _root(
                         handlers=[handler])
     if verbose:
         logging.getLogger("advsec").setLevel(logging.INFO)
+    apply_thread_policy(thread_policy(threads))
 
 
 app.command("demo")(demo)

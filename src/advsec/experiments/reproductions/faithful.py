@@ -5,7 +5,8 @@
 - :func:`keras_fit`: Keras ``model.fit`` semantics: Adam (beta 0.9/0.999, epsilon 1e-7), a new
   shuffle every epoch, mean cross-entropy per batch, no validation. A large batch (the original
   used 50,000 rows) is computed in chunks with gradient accumulation: the same gradient up to
-  float rounding, at a fraction of the memory.
+  float rounding, at a fraction of the memory. The chunk size is part of the float result (the
+  weight gradients sum over its rows): keep it to keep a run's numbers.
 - :class:`OwnPredictionAttack`: the original's attack calls: the model's own predictions as
   labels, the loss computed on the softmax output (the probability model passed where logits
   were expected), and for BIM/MIM "targeted" with no target given, so the target is the model's
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 def keras_mlp(n_inputs: int, n_outputs: int, *, hidden: Sequence[int], seed: int) -> MLP:
     """An :class:`~advsec.models.mlp.MLP` (ReLU, no dropout) with Keras' Dense initialisation.
 
+    The ReLUs work in place (on the Linear layer's fresh output: the same values and gradients,
+    bit for bit, without a second activation buffer per layer).
+
     Shapes: input ``(N, n_inputs)`` -> logits ``(N, n_outputs)``.
     """
     with torch.random.fork_rng(devices=[]):
@@ -45,6 +49,8 @@ def keras_mlp(n_inputs: int, n_outputs: int, *, hidden: Sequence[int], seed: int
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.ReLU):
+                m.inplace = True
     return net
 
 

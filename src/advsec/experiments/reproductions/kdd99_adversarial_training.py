@@ -140,6 +140,7 @@ def write_run_files(s: StudyState, tmp: Path, timings: dict[str, float]) -> KDD9
         "headline": head,
         "faithful": json_records(s.tables["faithful"]),
         "faithful_details": s.out["faithful"],
+        "faithful_passes": s.out.get("faithful_passes"),
         "clean": s.out["clean"],
         "corrected_at_eps": s.out["corrected_at_eps"],
         "invalid_share": s.out["invalid_share"],
