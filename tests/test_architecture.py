@@ -13,8 +13,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "advsec"
 #: modules such as ``advsec.errors`` are below every layer; the package ``__init__`` only
 #: re-exports). The feature schema is the vocabulary datasets are described in, so ``features``
 #: sits below ``datasets`` although the data flows from datasets into a FeatureSpace.
-LAYERS = ["features", "datasets", "models", "attacks", "defenses", "evaluation", "reporting",
-          "experiments", "cli"]
+LAYERS = ["features", "datasets", "models", "attacks", "verification", "defenses", "evaluation",
+          "reporting", "experiments", "cli"]
 MAX_LINES = 500
 
 
