@@ -94,21 +94,46 @@ def test_a_single_class_detector_is_flagged(csv, tmp_path, capsys):
     assert "red flag:" in err and "predicts" in err
 
 
-@pytest.mark.parametrize("kind", ["random_forest", "extra_trees"])
-def test_a_forest_is_saved_as_json_reloads_identically_and_is_attacked(csv, tmp_path, capsys,
-                                                                       monkeypatch, kind):
+def _refit(kind, x, y):
+    """The model `advsec train --kind KIND --n-estimators 15` fits, fitted again here."""
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+    )
+
+    from advsec.models.boosters import BoostedTrees
+
+    if kind in ("xgboost", "lightgbm"):
+        return BoostedTrees.fit(x, y, kind=kind, n_estimators=15, threads=torch.get_num_threads())
+    if kind == "hist_gradient_boosting":
+        return HistGradientBoostingClassifier(max_iter=15, early_stopping=False,
+                                              random_state=0).fit(x, y)
+    cls = RandomForestClassifier if kind == "random_forest" else ExtraTreesClassifier
+    return cls(n_estimators=15, random_state=0, n_jobs=1).fit(x, y)
+
+
+TREE_FILES = {
+    "random_forest": ["forest.json"], "extra_trees": ["forest.json"],
+    "hist_gradient_boosting": ["forest.json"],
+    "xgboost": ["forest.json", "forest.xgboost.json"],
+    "lightgbm": ["forest.json", "forest.lightgbm.txt"],
+}
+
+
+@pytest.mark.parametrize("kind", list(TREE_FILES))
+def test_a_tree_model_is_saved_without_pickle_reloads_identically_and_is_attacked(
+        csv, tmp_path, capsys, monkeypatch, kind):
     import pickle
 
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
-
     from advsec.models.io import load_model
-    from advsec.models.trees import TreeEnsemble
 
     _, path, _ = csv
     model = tmp_path / "forest"
     assert main(["train", str(path), "--label-column", "verdict", "--benign-label", "ok",
                  "--kind", kind, "--n-estimators", "15", "--out", str(model)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["forest.json", "forest.metrics.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*TREE_FILES[kind], "forest.metrics.json"])
     # no file is unpickled on the way back
     def refuse(*args, **kwargs):
         raise AssertionError("pickle.load called")
@@ -117,15 +142,16 @@ def test_a_forest_is_saved_as_json_reloads_identically_and_is_attacked(csv, tmp_
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(torch, "load", refuse)
     forest = load_model(model)
-    assert isinstance(forest, TreeEnsemble) and forest.data_["options"]["label_column"] == "verdict"
-    # the same forest fitted again predicts exactly what the reloaded file predicts
+    assert getattr(forest, "kind", None) == kind
+    assert forest.data_["options"]["label_column"] == "verdict"
+    # the same model fitted again predicts exactly what the reloaded files predict
     split = load("tabular", path=path, label_column="verdict", benign_label="ok", seed=0)
     space = forest.feature_space_
-    cls = RandomForestClassifier if kind == "random_forest" else ExtraTreesClassifier
-    ref = cls(n_estimators=15, random_state=0, n_jobs=1).fit(
-        space.encode(split.train), split.train[split.label].astype(str).to_numpy())
+    ref = _refit(kind, space.encode(split.train),
+                 split.train[split.label].astype(str).to_numpy())
     x = space.encode(split.test)
     assert np.array_equal(ref.predict_proba(x), forest.predict_proba(x))
+    assert list(forest.classes_) == sorted(set(split.train[split.label].astype(str)))
     # gradient attacks are refused with one line; a score-based attack runs
     assert main(["attack", "--model", str(model), "--data", str(path), "--attack", "pgd",
                  "--out", str(tmp_path / "a")]) == 2
@@ -135,6 +161,94 @@ def test_a_forest_is_saved_as_json_reloads_identically_and_is_attacked(csv, tmp_
                  "--out", str(tmp_path / "b")]) == 0
     adv = pd.read_csv(tmp_path / "b" / "adversarial.csv")
     assert len(adv) == 40 and adv["valid"].all()
+
+
+def test_a_multiclass_boosted_ensemble_reloads_identically(tmp_path):
+    """Softmax over one raw score per class (three classes): the JSON file predicts what
+    scikit-learn's model predicts, and so do the boosters' files."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from advsec.models.boosters import BoostedTrees
+    from advsec.models.io import load_model
+    from advsec.models.trees import TreeEnsemble
+
+    rng = np.random.default_rng(1)
+    x = rng.random((600, 5)).astype(np.float32)
+    y = np.array(["dos", "normal", "probe"])[np.minimum((x[:, 0] * 3 + x[:, 1]).astype(int), 2)]
+    hgb = HistGradientBoostingClassifier(max_iter=12, random_state=0).fit(x, y)
+    ens = TreeEnsemble.from_sklearn(hgb)
+    assert len(ens.trees) == 12 * 3 and ens.base_score.shape == (3,)
+    back = load_model(ens.save(tmp_path / "hgb"))
+    assert np.array_equal(back.predict_proba(x), hgb.predict_proba(x))
+    assert np.array_equal(back.predict(x), hgb.predict(x))
+    for kind in ("xgboost", "lightgbm"):
+        det = BoostedTrees.fit(x, y, kind=kind, n_estimators=8)
+        det.save(tmp_path / kind)
+        again = load_model(tmp_path / kind)
+        proba = again.predict_proba(x)
+        assert proba.shape == (600, 3) and np.allclose(proba.sum(1), 1)
+        assert np.array_equal(proba, det.predict_proba(x))
+
+
+def test_boosters_without_their_library_name_the_extra(csv, tmp_path, capsys, monkeypatch):
+    import sys
+
+    _, path, _ = csv
+    model = tmp_path / "xgb"
+    assert main(["train", str(path), "--label-column", "verdict", "--benign-label", "ok",
+                 "--kind", "xgboost", "--n-estimators", "3", "--out", str(model)]) == 0
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "xgboost", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "lightgbm", None)
+    for args in (["train", str(path), "--label-column", "verdict", "--kind", "lightgbm",
+                  "--out", str(tmp_path / "lgb")],
+                 ["attack", "--model", str(model), "--data", str(path), "--attack", "square",
+                  "--out", str(tmp_path / "atk")]):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert "pip install 'advsec[trees]'" in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "xgb.json", "xgb.metrics.json", "xgb.xgboost.json"]
+
+
+@pytest.mark.parametrize("edit,message", [
+    ({"booster": "../elsewhere.xgboost.json"}, "key 'booster': expected the file name"),
+    ({"kind": "catboost"}, "key 'kind': expected one of xgboost, lightgbm"),
+    ({"n_features": 3}, "takes 12 inputs, but"),
+    ({"classes": ["a", "b", "c"]}, "scores 2 classes, but"),
+])
+def test_a_malformed_booster_file_is_one_line(tmp_path, edit, message):
+    from advsec.errors import DataError
+    from advsec.models.boosters import BoostedTrees
+
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 12)).astype(np.float32)
+    det = BoostedTrees.fit(x, np.where(x[:, 0] > 0.5, "a", "b"), kind="xgboost",
+                           n_estimators=3)
+    meta, _ = det.save(tmp_path / "m")
+    doc = json.loads(meta.read_text())
+    doc.update(edit)
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=message) as info:
+        BoostedTrees.load(meta)
+    assert "\n" not in str(info.value)
+
+
+def test_a_corrupt_native_booster_file_is_one_line(tmp_path):
+    from advsec.errors import DataError
+    from advsec.models.boosters import BoostedTrees
+
+    x = np.random.default_rng(0).random((100, 4)).astype(np.float32)
+    for kind in ("xgboost", "lightgbm"):
+        meta, native = BoostedTrees.fit(x, np.where(x[:, 0] > 0.5, "a", "b"), kind=kind,
+                                        n_estimators=2).save(tmp_path / kind)
+        native.write_text("{not a model")
+        with pytest.raises(DataError, match=f"not a readable {kind} model") as info:
+            BoostedTrees.load(meta)
+        assert "\n" not in str(info.value)
+        native.unlink()
+        with pytest.raises(DataError, match="is missing"):
+            BoostedTrees.load(meta)
 
 
 def test_a_malformed_tree_file_is_one_line(tmp_path, capsys):
@@ -151,3 +265,11 @@ def test_a_malformed_tree_file_is_one_line(tmp_path, capsys):
                  "--label-column", "y", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert "trees[0]" in err and "children must point forward" in err and "\n" not in err
+
+
+def test_label_options_are_refused_for_a_registered_dataset(tmp_path, capsys):
+    assert main(["train", "synthetic", "--label-column", "label", "--out",
+                 str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--label-column: only for CSV/Parquet files" in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []

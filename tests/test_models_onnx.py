@@ -356,3 +356,71 @@ def test_nothing_is_unpickled(data, mlp, tmp_path, monkeypatch):
     assert attack(mlp[0], csv, tmp_path / "a", "--attack", "fgsm", "--eps", "0.1") == 0
     assert attack(forest, csv, tmp_path / "b", "--attack", "square", "--steps", "5",
                   "--max-rows", "10", "--eps", "0.1") == 0
+
+
+RUN_WITH_ONNX = """\
+[data]
+dataset = "csv"
+path = "flows.csv"
+label_column = "verdict"
+benign_label = "ok"
+
+[[detectors]]
+name = "mlp"
+hidden = [16]
+epochs = 5
+
+[[detectors]]
+name = "their-forest"
+kind = "onnx"
+path = "forest.onnx"
+
+[[attacks]]
+attack = "fgsm"
+
+[threat]
+eps = [0, 0.2]
+constraints = ["valid"]
+"""
+
+
+def test_a_run_lists_an_onnx_detector_scored_by_transfer(data, tmp_path):
+    """`kind = "onnx"` in an experiment file: the graph is scored on the records crafted
+    against the file's MLP, and its ε = 0 row is its own accuracy on those records."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    _, csv, _, _, x_raw, y = data
+    (tmp_path / "flows.csv").write_bytes(csv.read_bytes())
+    rf = RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0).fit(x_raw, y)
+    (tmp_path / "forest.onnx").write_bytes(_skl2onnx(rf, x_raw.shape[1]))
+    toml = tmp_path / "study.toml"
+    toml.write_text(RUN_WITH_ONNX)
+    assert main(["run", str(toml), "--out", str(tmp_path / "run")]) == 0
+    sweep = pd.read_csv(tmp_path / "run" / "sweep.csv")
+    theirs = sweep[sweep["detector"] == "their-forest"]
+    assert set(theirs["evaluation"]) == {"transfer-from-mlp"}
+    assert sorted(theirs["eps"]) == [0.0, 0.2]
+    # the ε = 0 row: the forest's own accuracy on the evaluation rows (all of the test split)
+    from advsec.datasets import load
+
+    split = load("tabular", path=tmp_path / "flows.csv", label_column="verdict",
+                 benign_label="ok", seed=0)
+    test = split.test
+    own = rf.predict(test[FEATURES].to_numpy(np.float32))
+    truth = (test["verdict"] == "bad").to_numpy().astype(int)
+    row = theirs[theirs["eps"] == 0].iloc[0]
+    assert row["n"] == len(test)
+    assert row["accuracy"] == pytest.approx(float((own == truth).mean()))
+
+
+def test_a_run_with_a_missing_onnx_file_stops_before_anything_is_written(tmp_path, capsys):
+    toml = tmp_path / "study.toml"
+    toml.write_text(RUN_WITH_ONNX)
+    (tmp_path / "flows.csv").write_text("a,verdict\n1,ok\n")
+    assert main(["run", str(toml), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "detectors[1].path" in err and "forest.onnx: file not found" in err
+    assert "\n" not in err and not (tmp_path / "run").exists()
+    toml.write_text(RUN_WITH_ONNX.replace('path = "forest.onnx"\n', ""))
+    assert main(["run", str(toml), "--out", str(tmp_path / "run")]) == 2
+    assert "an ONNX detector needs path" in capsys.readouterr().err

@@ -31,8 +31,9 @@ def test_the_section_has_the_examples():
     for needle in ('inputs="raw"', 'inputs="encoded"', 'inputs="table"', "Pipeline",
                    "XGBClassifier", "LGBMClassifier", "def detector"):
         assert needle in joined or needle in _section(), needle
-    assert ("advsec attack --model detector.onnx --data flows.csv --schema schema.toml "
-            "--inputs raw") in " ".join(_section().split())
+    assert ("advsec attack --model detector.onnx --data flows.csv --label-column label "
+            "--schema schema.toml --inputs raw") in " ".join(_section().split())
+    assert 'kind = "onnx"' in _section()
 
 
 @pytest.mark.parametrize("index", range(len(_blocks())))

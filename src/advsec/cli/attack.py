@@ -108,7 +108,14 @@ def attack_command(
             f"{row.attack} eps={row.eps:g}: accuracy {row.accuracy:.3f}, detection rate "
             f"{row.detection_rate:.3f}, attack success {row.attack_success_rate:.3f}, "
             f"valid {row.valid_share:.3f}")
+    from advsec.reporting.attack_report import attack_headline
+
+    console.print(attack_headline({"attack": attack, "valid": valid, "evasion": evasion},
+                                  table), soft_wrap=True, markup=False, highlight=False)
     console.print(f"wrote {summary['out']}")
+    page = Path(summary["out"]) / "report.html"
+    if page.is_file():
+        console.print(f"report: {page}", soft_wrap=True)
 
 
 def run_attack(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from rich.console import Console
 
@@ -13,7 +14,11 @@ except ImportError:  # pragma: no cover - older typer depends on click
 
 from advsec.errors import ConfigError
 
-__all__ = ["click_exceptions", "console", "err_console", "parse_floats", "parse_ints"]
+__all__ = ["TABLE_SUFFIXES", "click_exceptions", "console", "err_console", "parse_floats",
+           "parse_ints", "table_file"]
+
+#: file endings read as a user's table (CSV, compressed CSV, Parquet, TSV)
+TABLE_SUFFIXES = (".csv", ".gz", ".parquet", ".pq", ".tsv", ".txt")
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -42,3 +47,14 @@ def parse_ints(text: str, *, option: str) -> list[int]:
     if not values:
         raise ConfigError(f"{option}: expected at least one integer")
     return values
+
+
+def table_file(name: str) -> Path | None:
+    """The path ``name`` names when it is a table file rather than a registered dataset (an
+    existing file, or a name ending in one of :data:`TABLE_SUFFIXES`); None for a dataset."""
+    from advsec.datasets import registered
+
+    path = Path(name).expanduser()
+    if name in registered() or not (path.is_file() or path.suffix.lower() in TABLE_SUFFIXES):
+        return None
+    return path

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from advsec.cli.common import console, err_console
+from advsec.cli.common import console, err_console, table_file
 from advsec.datasets import Dataset, get_loader, load, registered
 from advsec.datasets.fetch import SOURCES, fetch
 from advsec.datasets.inference import describe_features
@@ -36,7 +36,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_TABLE_SUFFIXES = (".csv", ".gz", ".parquet", ".pq", ".tsv", ".txt")
 
 
 @app.command("list")
@@ -86,8 +85,8 @@ def info_command(
     options: dict[str, Any] = {"scheme": scheme, "seed": seed}
     if schema is not None:
         options["schema_file"] = schema
-    path = Path(name).expanduser()
-    if name not in registered() and (path.is_file() or path.suffix.lower() in _TABLE_SUFFIXES):
+    path = table_file(name)
+    if path is not None:
         name, options["path"] = "tabular", path
     elif root is not None:
         options["root"] = root

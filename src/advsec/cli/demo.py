@@ -57,6 +57,8 @@ def demo(
 
         result = run_demo(cfg, out=out, force=force, progress=progress)
         bar.update(task, description="done", completed=7)
+    from advsec.reporting.demo_report import demo_headline
+
     table = result.sweep
     fe = cfg.figure_eps()
     plain = table[(table.attack == "fgsm") & (table.eps == fe)].iloc[0]
@@ -64,4 +66,7 @@ def demo(
         f"clean accuracy {result.clean['accuracy']:.3f} · FGSM ε={fe:g}: accuracy "
         f"{plain.accuracy:.3f}, detection rate {plain.detection_rate:.3f} "
         f"({result.seconds:.1f} s)")
+    head = demo_headline(table, fe)
+    if head is not None:
+        console.print(head.text(), soft_wrap=True, markup=False, highlight=False)
     console.print(f"report: {result.report}")

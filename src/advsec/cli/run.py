@@ -76,9 +76,14 @@ def run_command(
     if result.nothing_to_do:
         console.print(f"nothing to do: {result.out} is already complete")
         return
+    from advsec.reporting.run_report import run_headline
+
     reused = f", {result.reused} reused" if result.reused else ""
     console.print(f"{result.combinations} combination(s){reused} in "
                   f"{time.perf_counter() - start:.1f} s")
+    head = run_headline(result.out)
+    if head:
+        console.print(head, soft_wrap=True, markup=False, highlight=False)
     console.print(f"report: {result.out / 'report.html'}", soft_wrap=True)
 
 
@@ -90,8 +95,14 @@ def report_command(
 
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: no such run directory")
+    from advsec.reporting.run_report import run_headline
+
     with _damaged_run_dir(run_dir):
-        console.print(f"report: {build_run_report(run_dir)}", soft_wrap=True)
+        path = build_run_report(run_dir)
+    head = run_headline(run_dir)
+    if head:
+        console.print(head, soft_wrap=True, markup=False, highlight=False)
+    console.print(f"report: {path}", soft_wrap=True)
 
 
 def export_command(

@@ -19,10 +19,18 @@ from advsec.errors import ConfigError
 
 __all__ = ["KINDS", "train_command", "train_detector"]
 
-#: detector kinds ``advsec train`` saves: the MLP as safetensors + JSON, forests in advsec's
-#: JSON tree format (:mod:`advsec.models.trees`)
-KINDS = ("mlp", "random_forest", "extra_trees")
-_TABLE_SUFFIXES = (".csv", ".gz", ".parquet", ".pq", ".tsv", ".txt")
+#: detector kinds ``advsec train`` saves, and the files each writes: the MLP as safetensors +
+#: JSON, scikit-learn ensembles in advsec's JSON tree format (:mod:`advsec.models.trees`),
+#: XGBoost / LightGBM in their own JSON / text formats beside advsec's JSON
+#: (:mod:`advsec.models.boosters`, the extra ``advsec[trees]``)
+KINDS = {
+    "mlp": "OUT.safetensors + OUT.json",
+    "random_forest": "OUT.json",
+    "extra_trees": "OUT.json",
+    "hist_gradient_boosting": "OUT.json",
+    "xgboost": "OUT.json + OUT.xgboost.json",
+    "lightgbm": "OUT.json + OUT.lightgbm.txt",
+}
 
 
 def train_command(
@@ -38,26 +46,38 @@ def train_command(
                                      "with its files."),
     scheme: str | None = typer.Option(None, "--scheme", help="Label scheme (binary by "
                                       "default)."),
-    kind: str = typer.Option("mlp", "--kind", help=f"Detector: {', '.join(KINDS)}."),
+    kind: str = typer.Option("mlp", "--kind", help="Detector: mlp, random_forest, "
+                             "extra_trees, hist_gradient_boosting, xgboost or lightgbm (the "
+                             "last two need the extra advsec[trees])."),
     hidden: str = typer.Option("128,64", "--hidden", help="MLP hidden layer sizes."),
     epochs: int = typer.Option(10, "--epochs", help="Training epochs."),
     batch_size: int = typer.Option(256, "--batch-size", help="Minibatch size."),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
-    n_estimators: int = typer.Option(100, "--n-estimators", help="Forests: number of trees."),
-    max_depth: int | None = typer.Option(None, "--max-depth", help="Forests: tree depth "
-                                         "limit (default: none)."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate (default: 1e-3 for "
+                                    "the MLP's Adam, 0.1 for boosted trees)."),
+    n_estimators: int = typer.Option(100, "--n-estimators", help="Tree kinds: number of "
+                                     "trees (boosting: of iterations)."),
+    max_depth: int | None = typer.Option(None, "--max-depth", help="Tree kinds: depth limit "
+                                         "(default: none; XGBoost's own default 6)."),
     max_train_rows: int | None = typer.Option(None, "--max-train-rows", help="Train on a "
                                               "seeded sample of at most N training rows."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the sample and training."),
     out: Path = typer.Option(Path("models/detector"), "--out", "-o", help="Model path prefix: "
-                             "writes OUT.safetensors and OUT.json."),
+                             "writes OUT.json (plus OUT.safetensors for the MLP, "
+                             "OUT.xgboost.json / OUT.lightgbm.txt for boosters) and "
+                             "OUT.metrics.json."),
     force: bool = typer.Option(False, "--force", help="Replace an existing model."),
 ) -> None:
-    """Train a detector and save it (weights as safetensors, everything else as JSON).
+    """Train a detector on a dataset or a CSV/Parquet file and save it, never as pickle.
+
+    Files: the MLP as OUT.safetensors + OUT.json; random_forest, extra_trees and
+    hist_gradient_boosting as OUT.json (advsec's tree format: thresholds, children, leaf
+    values); xgboost and lightgbm as OUT.json beside the library's own OUT.xgboost.json /
+    OUT.lightgbm.txt. Each reloads with identical predictions.
 
     Prints the clean accuracy, detection rate and false-positive rate on the test split, and a
     red flag when the detector leaks (near-perfect) or predicts a single class. The model keeps
-    its FeatureSpace and how its table was read: `advsec attack --model OUT --data FILE`.
+    its FeatureSpace and how its table was read: `advsec attack --model OUT --data FILE`
+    (gradient attacks for the MLP; square and hopskipjump for every kind).
     """
     summary = train_detector(
         data=data, label_column=label_column, benign_label=benign_label, schema=schema,
@@ -76,14 +96,15 @@ def train_command(
 def train_detector(
     *, data: str, label_column: str | None, benign_label: str | None, schema: Path | None,
     root: Path | None, scheme: str | None, kind: str, hidden: str, epochs: int,
-    batch_size: int, lr: float, max_train_rows: int | None, seed: int, out: Path, force: bool,
+    batch_size: int, lr: float | None, max_train_rows: int | None, seed: int, out: Path,
+    force: bool,
     n_estimators: int = 100, max_depth: int | None = None,
 ) -> dict[str, Any]:
     """The work behind ``advsec train``; returns ``{"metrics", "model", "test_rows"}``."""
     import numpy as np
 
-    from advsec.cli.common import parse_floats
-    from advsec.datasets import get_loader, load, registered
+    from advsec.cli.common import parse_floats, table_file
+    from advsec.datasets import get_loader, load
     from advsec.evaluation.honesty import check_clean
     from advsec.features.space import FeatureSpace
     from advsec.models.io import split_model_path
@@ -102,18 +123,23 @@ def train_detector(
                         ("--n-estimators", n_estimators)):
         if value < 1:
             raise ConfigError(f"{name}: must be >= 1, got {value}")
-    if not lr > 0:
+    if lr is not None and not lr > 0:
         raise ConfigError(f"--lr: must be > 0, got {lr}")
+    if kind in ("xgboost", "lightgbm"):
+        from advsec.models.boosters import require
+
+        require(kind)
     if max_train_rows is not None and max_train_rows < 1:
         raise ConfigError(f"--max-train-rows: must be >= 1, got {max_train_rows}")
     weights, meta = split_model_path(out)
-    if (weights.exists() or meta.exists()) and not force:
-        raise ConfigError(f"{meta}: a model already exists (use --force to replace it)")
+    existing = [p for p in (weights, meta, *_native_files(meta)) if p.exists()]
+    if existing and not force:
+        raise ConfigError(f"{existing[0]}: a model already exists (use --force to replace it)")
     if not weights.parent.is_dir():
         raise ConfigError(f"--out: folder {weights.parent} does not exist")
     options: dict[str, Any] = {"seed": seed}
-    path = Path(data).expanduser()
-    if data not in registered() and (path.is_file() or path.suffix.lower() in _TABLE_SUFFIXES):
+    path = table_file(data)
+    if path is not None:
         name = "tabular"
         if label_column is None:
             raise ConfigError(f"{data}: pass --label-column, the column that holds the labels")
@@ -123,6 +149,10 @@ def train_detector(
     else:
         name = data
         get_loader(name)
+        for option, given in (("--label-column", label_column), ("--benign-label", benign_label)):
+            if given is not None:
+                raise ConfigError(f"{option}: only for CSV/Parquet files; {name!r} is a "
+                                  f"registered dataset with its own labels")
         if root is not None:
             options["root"] = root
     if scheme is not None:
@@ -139,10 +169,10 @@ def train_detector(
     det: Any
     if kind == "mlp":
         det = _fit_mlp(x_train, y_train, sizes=sizes, epochs=epochs, batch_size=batch_size,
-                       lr=lr, seed=seed)
+                       lr=1e-3 if lr is None else lr, seed=seed)
     else:
-        det = _fit_forest(x_train, y_train, kind=kind, n_estimators=n_estimators,
-                          max_depth=max_depth, seed=seed)
+        det = _fit_trees(x_train, y_train, kind=kind, n_estimators=n_estimators,
+                         max_depth=max_depth, lr=0.1 if lr is None else lr, seed=seed)
     classes = [str(c) for c in det.classes_]
     x_test = space.encode(ds.test)
     y_test = det.encode_labels(ds.test[ds.label].astype(str).to_numpy()).numpy()
@@ -154,12 +184,15 @@ def train_detector(
     kept = {k: v for k, v in options.items() if k in ("label_column", "benign_label", "scheme")}
     kept.update(benign_label=str(ds.benign_label), scheme=ds.scheme)
     record = {"dataset": name, "options": kept}
+    for stale in existing:  # --force: no file of an earlier model of another kind stays
+        stale.unlink()
     if kind == "mlp":
         det.save(out, feature_space=space, data=record)
         files = f"{weights} + {meta}"
     else:
         det.feature_space_, det.data_ = space, record
-        files = str(det.save(meta))
+        saved = det.save(meta)
+        files = " + ".join(str(p) for p in (saved if isinstance(saved, tuple) else (saved,)))
     meta.with_name(meta.stem + ".metrics.json").write_text(json.dumps(
         {"test": metrics, "test_rows": len(ds.test), "train_rows": len(train)}, indent=2))
     return {"metrics": metrics, "model": str(out), "files": files, "test_rows": len(ds.test),
@@ -185,16 +218,42 @@ def _fit_mlp(x: Any, y: Any, *, sizes: list[int], epochs: int, batch_size: int, 
     return det
 
 
-def _fit_forest(x: Any, y: Any, *, kind: str, n_estimators: int, max_depth: int | None,
-                seed: int) -> Any:
-    """A scikit-learn forest on ``x`` ``(N, D)``, labels ``y``, as a
-    :class:`~advsec.models.trees.TreeEnsemble` (identical predictions, no pickle)."""
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+def _fit_trees(x: Any, y: Any, *, kind: str, n_estimators: int, max_depth: int | None,
+               lr: float, seed: int) -> Any:
+    """A tree ensemble of ``kind`` on ``x`` ``(N, D)``, labels ``y``: scikit-learn's as a
+    :class:`~advsec.models.trees.TreeEnsemble`, XGBoost / LightGBM as a
+    :class:`~advsec.models.boosters.BoostedTrees` (identical predictions, no pickle)."""
+    import torch
 
     from advsec.models.trees import TreeEnsemble
 
-    cls = RandomForestClassifier if kind == "random_forest" else ExtraTreesClassifier
+    threads = torch.get_num_threads()  # the CLI's thread policy
     with err_console.status(f"training {n_estimators} trees ({kind})"):
-        model = cls(n_estimators=n_estimators, max_depth=max_depth, random_state=seed,
-                    n_jobs=1).fit(x, y)
-    return TreeEnsemble.from_sklearn(model)
+        if kind in ("xgboost", "lightgbm"):
+            from advsec.models.boosters import BoostedTrees
+
+            return BoostedTrees.fit(x, y, kind=kind, n_estimators=n_estimators,
+                                    max_depth=max_depth, learning_rate=lr, seed=seed,
+                                    threads=threads)
+        from sklearn.ensemble import (
+            ExtraTreesClassifier,
+            HistGradientBoostingClassifier,
+            RandomForestClassifier,
+        )
+
+        model: Any
+        if kind == "hist_gradient_boosting":
+            model = HistGradientBoostingClassifier(
+                max_iter=n_estimators, max_depth=max_depth, learning_rate=lr,
+                early_stopping=False, random_state=seed)
+        else:
+            cls = RandomForestClassifier if kind == "random_forest" else ExtraTreesClassifier
+            model = cls(n_estimators=n_estimators, max_depth=max_depth, random_state=seed,
+                        n_jobs=1)
+        return TreeEnsemble.from_sklearn(model.fit(x, y))
+
+
+def _native_files(meta: Path) -> list[Path]:
+    """The booster files a model at ``meta`` (``OUT.json``) may have beside it."""
+    stem = meta.name[:-5]
+    return [meta.with_name(stem + ".xgboost.json"), meta.with_name(stem + ".lightgbm.txt")]

@@ -35,9 +35,7 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -54,6 +52,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from advsec.errors import ConfigError
+from advsec.experiments.toml_locations import dotted, line_of
 from advsec.experiments.tomlio import tomllib
 
 __all__ = [
@@ -153,10 +152,17 @@ class DataConfig(_Strict):
 
 
 class DetectorConfig(_Strict):
-    """``[[detectors]]``: an advsec MLP (attacked white-box) or a scikit-learn baseline."""
+    """``[[detectors]]``: an advsec MLP (attacked white-box), a scikit-learn baseline, or a
+    detector the user already has as an ONNX file (``kind = "onnx"``, ``path``, ``inputs`` raw
+    or encoded, optional ``classes``); baselines and ONNX detectors are scored on examples
+    crafted against their surrogate MLP (transfer)."""
 
     name: str
-    kind: Literal["mlp", "random_forest", "hist_gradient_boosting", "logistic_regression"] = "mlp"
+    kind: Literal["mlp", "random_forest", "hist_gradient_boosting", "logistic_regression",
+                  "onnx"] = "mlp"
+    path: str | None = None
+    inputs: Literal["raw", "encoded"] = "raw"
+    classes: list[str] | None = None
     hidden: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     epochs: int = Field(30, ge=1)
@@ -175,6 +181,15 @@ class DetectorConfig(_Strict):
         if any(h < 1 for h in v):
             raise ValueError(f"hidden sizes must be positive, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _onnx_path(self) -> DetectorConfig:
+        if self.kind == "onnx" and not self.path:
+            raise _at(("path",), "an ONNX detector needs path, its .onnx file")
+        if self.kind != "onnx" and (self.path is not None or self.classes is not None):
+            raise _at(("path" if self.path is not None else "classes",),
+                      f"only for kind = \"onnx\" (this detector is {self.kind!r})")
+        return self
 
 
 class AttackConfig(BaseModel):
@@ -358,15 +373,15 @@ def parse_config(text: str, *, source: str = "<config>") -> ExperimentConfig:
         if err["type"] == "advsec_at":
             loc = (*loc, *(int(p) if str(p).isdigit() else p
                            for p in (err.get("ctx") or {}).get("at", [])))
-        where = _dotted(loc)
-        line = _line_of(text, loc)
+        where = dotted(loc)
+        line = line_of(text, loc)
         at = f", line {line}" if line else ""
         if err["type"] == "advsec_at":
             msg = f"{where}: {(err.get('ctx') or {}).get('msg')}"
         elif err["type"] in ("unknown_option", "bad_option"):
             ctx = err.get("ctx") or {}
             key_loc = (*loc, str(ctx.get("key")))
-            where, line = _dotted(key_loc), _line_of(text, key_loc)
+            where, line = dotted(key_loc), line_of(text, key_loc)
             at = f", line {line}" if line else ""
             msg = f"{where}: unknown key" if err["type"] == "unknown_option" else (
                 f"{where}: {ctx.get('msg')}")
@@ -404,7 +419,7 @@ def _check_sections(data: dict[str, Any], text: str, source: str) -> None:
         raise ConfigError(f"{source}: missing {what}; an experiment file needs {need}")
     d = data["data"]
     if isinstance(d, dict) and "dataset" not in d:
-        line = _line_of(text, ("data",))
+        line = line_of(text, ("data",))
         raise ConfigError(f"{source}{f', line {line}' if line else ''}: data.dataset: missing "
                           "(a registered dataset such as \"synthetic\" or \"nsl-kdd\", or "
                           "\"csv\" / \"parquet\" with path and label_column)")
@@ -429,27 +444,16 @@ def load_config(path: str | Path) -> ExperimentConfig:
         if value and not Path(value).is_absolute() and not value.startswith("$"):
             candidate = base / value
             setattr(d, key, str(candidate))
+    for i, det in enumerate(cfg.detectors):
+        if det.path and not Path(det.path).is_absolute():
+            det.path = str(base / det.path)
+        if det.path and not Path(det.path).is_file():
+            raise ConfigError(f"{p}: detectors[{i}].path: {det.path}: file not found (the "
+                              f"ONNX file of detector {det.name!r})")
     return cfg
 
 
 # ---------------------------------------------------------------------- error locations
-_BARE_KEY = re.compile(r"[A-Za-z0-9_\-]+")
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    """``("attacks", 1, "steps")`` -> ``attacks[1].steps``; a key that is not a bare TOML key
-    is quoted as TOML writes it (``data.options."a\\nb"``), so a message stays one line."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            key = str(part)
-            key = key if _BARE_KEY.fullmatch(key) else json.dumps(key)
-            out += ("." if out else "") + key
-    return out
-
-
 _MODELS: dict[str, type[BaseModel]] = {
     "experiment": ExperimentMeta, "data": DataConfig, "detectors": DetectorConfig,
     "attacks": AttackConfig, "threat": ThreatConfig, "defenses": DefenseConfig,
@@ -463,32 +467,3 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     model = _MODELS.get(str(loc[0]))
     return sorted(model.model_fields) if model and len([p for p in loc if isinstance(
         p, str)]) == 1 else []
-
-
-_HEADER = re.compile(r"^\s*\[(\[)?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]+\")\s*=")
-
-
-def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
-    """Best-effort line number (1-based) of the key at ``loc`` in TOML ``text``."""
-    index: dict[str, int] = {}
-    table: tuple[Any, ...] = ()
-    positions: dict[tuple[Any, ...], int] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        m = _HEADER.match(line)
-        if m:
-            name = m.group(2).strip()
-            if m.group(1):  # [[array]]
-                index[name] = index.get(name, -1) + 1
-                table = (*name.split("."), index[name])
-            else:
-                table = tuple(name.split("."))
-            positions.setdefault(table, n)
-            continue
-        k = _KEY.match(line)
-        if k:
-            positions.setdefault((*table, k.group(1).strip('"')), n)
-    for cut in range(len(loc), 0, -1):
-        if loc[:cut] in positions:
-            return positions[loc[:cut]]
-    return None

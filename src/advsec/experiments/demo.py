@@ -23,22 +23,19 @@ from advsec.attacks import FGSM
 from advsec.datasets import load
 from advsec.errors import DataError
 from advsec.evaluation import confusion, detection_metrics, evaluate_attack
+from advsec.evaluation.evasion import add_evasion_columns
 from advsec.evaluation.honesty import check_clean
 from advsec.experiments.stages import ProgressFn, StageTimer
 from advsec.experiments.tomlio import dumps_toml
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
 from advsec.reporting import (
-    Section,
-    figure_html,
-    kv_html,
     plot_confusions,
     plot_projection,
     plot_robustness,
-    render_report,
     save_figure,
-    table_html,
 )
+from advsec.reporting.demo_report import build_demo_report
 from advsec.reporting.html import json_records, versions
 from advsec.runio import atomic_run_dir, check_new_run_dir, log_buffer, run_log
 
@@ -169,12 +166,13 @@ def run_demo(
         valid = evaluate_attack(det, FGSM(feature_space=space, seed=cfg.seed), x_test, y_test,
                                 eps=cfg.eps, name="fgsm-valid", space=space,
                                 benign_class=benign)
-        sweep = pd.concat([plain.table, valid.table], ignore_index=True)
+        sweep = pd.concat([add_evasion_columns(s.table, y_test, s.pred_clean, s.pred_adv, benign)
+                           for s in (plain, valid)], ignore_index=True)
 
         clock.start(5)
         fe = cfg.figure_eps()
         figures = _figures(tmp, det, sweep, plain, x_test, y_test, classes, fe, cfg.seed,
-                           space)
+                           space, valid=valid)
 
         clock.start(6)
         sweep.to_csv(tmp / "sweep.csv", index=False)
@@ -197,8 +195,11 @@ def run_demo(
             "config": cfg.model_dump(),
         }
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True))
-        html = _report_html(cfg, [*raised, *ds.notes], clean, sweep, figures, timings, classes, fe,
-                            len(ds.train), len(ds.test), space)
+        html = build_demo_report(
+            cfg_toml=dumps_toml(cfg.model_dump(exclude_none=True)), seed=cfg.seed,
+            notes=[*raised, *ds.notes], sweep=sweep, figures=figures, timings=timings,
+            classes=classes, benign=ds.benign_label, fe=fe, n_train=len(ds.train),
+            n_test=len(ds.test), space=space)
         (tmp / "report.html").write_text(html, encoding="utf-8")
     return DemoResult(Path(out).resolve(), sweep, clean, time.perf_counter() - t_start)
 
@@ -225,14 +226,20 @@ def _figures(
     fe: float,
     seed: int,
     space: FeatureSpace,
+    *,
+    valid: Any = None,
 ) -> dict[str, Path]:
-    """Draw the robustness, confusion and projection figures into ``tmp``; their paths by name."""
+    """Draw the robustness, confusion and projection figures into ``tmp``; their paths by name
+    (``valid``: the valid-record sweep, a confusion panel of its own)."""
     rob = save_figure(plot_robustness(
         sweep, title="Synthetic flows: FGSM against the MLP detector"), tmp / "robustness.png")
     m_clean = confusion(y_test, plain.pred_clean, len(classes))
     m_adv = confusion(y_test, plain.pred_adv[fe], len(classes))
-    conf = save_figure(plot_confusions([m_clean, m_adv], ["clean", f"FGSM, ε = {fe:g}"],
-                                       classes), tmp / "confusion.png")
+    mats, titles = [m_clean, m_adv], ["clean", f"FGSM (box), ε = {fe:g}"]
+    if valid is not None:
+        mats.append(confusion(y_test, valid.pred_adv[fe], len(classes)))
+        titles.append(f"FGSM (valid records), ε = {fe:g}")
+    conf = save_figure(plot_confusions(mats, titles, classes), tmp / "confusion.png")
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(x_test), size=min(1500, len(x_test)), replace=False)
     x_adv = plain.x_adv[fe].numpy()
@@ -248,66 +255,3 @@ def _figures(
         columns=numeric, base=base,
     ), tmp / "projection.png")
     return {"robustness": rob, "confusion": conf, "projection": proj}
-
-
-def _report_html(
-    cfg: DemoConfig,
-    notes: list[str],
-    clean: dict[str, float],
-    sweep: pd.DataFrame,
-    figures: dict[str, Path],
-    timings: dict[str, float],
-    classes: list[str],
-    fe: float,
-    n_train: int,
-    n_test: int,
-    space: FeatureSpace,
-) -> str:
-    """The demo's report as one HTML string."""
-    plain = sweep[sweep.attack == "fgsm"].set_index("eps")
-    valid = sweep[sweep.attack == "fgsm-valid"].set_index("eps")
-    cards = "".join(
-        f'<div class="card">{label}<b>{value}</b></div>' for label, value in (
-            ("clean accuracy", f"{clean['accuracy']:.3f}"),
-            ("clean detection rate", f"{clean['detection_rate']:.3f}"),
-            (f"accuracy under FGSM ε={fe:g}", f"{plain.loc[fe, 'accuracy']:.3f}"),
-            ("… with valid records only", f"{valid.loc[fe, 'accuracy']:.3f}"),
-            ("valid records, unconstrained FGSM", f"{plain.loc[fe, 'valid_share']:.0%}"),
-        ))
-    immutable = [f.name for f in space.schema if not f.mutable]
-    summary = Section("Summary", [
-        f'<div class="cards">{cards}</div>',
-        "<p>A feed-forward detector was trained on synthetic network flows "
-        f"({n_train} training and {n_test} test records; classes {', '.join(classes)}) and "
-        "attacked with FGSM (x′ = x + ε·sign(∇ₓ loss), loss = cross-entropy on the logits and "
-        "the true labels). ε is an L∞ budget measured as a fraction of each feature's range in "
-        "the detector's [0, 1] input space. <b>fgsm</b> is the unconstrained attack of the "
-        "original study; <b>fgsm-valid</b> may change only attacker-controlled features "
-        f"(not {', '.join(immutable)}), keeps every feature in its physical bounds and rounds "
-        "counts and flags, so every adversarial record it produces could really be sent.</p>",
-    ])
-    cols = ["attack", "eps", "accuracy", "detection_rate", "precision", "f1", "fpr",
-            "attack_success_rate", "mean_linf", "max_linf", "valid_share"]
-    results = Section("Robustness curves", [
-        figure_html(figures["robustness"], "Accuracy and detection rate against ε. Unconstrained "
-                    "FGSM overstates the attacker: its records are not valid flows."),
-        "<h3>Sweep table</h3>", table_html(sweep[cols]),
-    ])
-    pictures = Section("What the attack does", [
-        figure_html(figures["confusion"], f"Confusion matrices on the test set, clean and under "
-                    f"unconstrained FGSM at ε = {fe:g}."),
-        figure_html(figures["projection"], "Test records in the plane of the first two principal "
-                    "components of the clean numeric features; background: the detector's "
-                    "decision regions in that plane (protocol and service held at their most "
-                    "common values)."),
-    ])
-    clean_tbl = pd.DataFrame([{k: v for k, v in clean.items()}])
-    setup = Section("Configuration and environment", [
-        "<h3>Clean metrics</h3>", table_html(clean_tbl),
-        "<h3>Configuration</h3>", f"<pre>{dumps_toml(cfg.model_dump(exclude_none=True))}</pre>",
-        "<h3>Data</h3>", "<p>" + "<br>".join(notes) + "</p>",
-        "<h3>Timings (s)</h3>", kv_html({k: f"{v:.2f}" for k, v in timings.items()}),
-        "<h3>Versions</h3>", kv_html(versions()),
-    ])
-    return render_report("advsec — synthetic FGSM study", [summary, results, pictures, setup],
-                         subtitle=f"seed {cfg.seed}")

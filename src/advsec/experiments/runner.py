@@ -35,10 +35,11 @@ from advsec.attacks import make_attack
 from advsec.datasets import Dataset
 from advsec.errors import AdvsecError, ConfigError, DataError
 from advsec.evaluation import Flag, attack_success_rate, detection_metrics, evaluate_attack
+from advsec.evaluation.evasion import WorstCase, add_evasion_columns, evasion_counts
 from advsec.evaluation.honesty import check_clean, check_single_feature
 from advsec.experiments import artifacts
 from advsec.experiments.artifacts import CombinationResult, combo_dir, write_combo
-from advsec.experiments.baselines import fit_baseline
+from advsec.experiments.baselines import baseline_model
 from advsec.experiments.config import (
     FILE_DATASETS,
     DefenseConfig,
@@ -210,6 +211,7 @@ def _run_combinations(cfg: ExperimentConfig, combos: list[Combination], stage: P
             log.info("combination %d/%d: %s", k + 1, len(combos), combo.key)
             if combo.seed not in cache:
                 cache[combo.seed] = _prepare(cfg, combo.seed)
+            _write_data_facts(cfg, stage, combo.seed, cache[combo.seed])
             result = _run_combination(cfg, combo, cache[combo.seed], stage)
             write_combo(stage, combo.key, result)
             report(combo.key, k + 1, len(combos))
@@ -256,6 +258,19 @@ def _prepare(cfg: ExperimentConfig, seed: int) -> _Prepared:
     flags = [check_single_feature(train, y_train, ds.schema, seed=seed)]
     return _Prepared(ds, space, x_train, y_train, x_test, y_test, eval_idx, flags,
                      data_record(cfg, ds))
+
+
+def _write_data_facts(cfg: ExperimentConfig, stage: Path, seed: int, p: _Prepared) -> None:
+    """Write ``data/s<seed>.json``: what the report's data section states about the seed."""
+    import json
+
+    from advsec.reporting.data_section import data_facts
+
+    facts = data_facts(p.ds, seed=seed, n_train=len(p.x_train), n_eval=len(p.eval_idx),
+                       max_train_rows=cfg.data.max_train_rows,
+                       max_eval_rows=cfg.data.max_eval_rows)
+    (stage / "data").mkdir(exist_ok=True)
+    write_text(stage / "data" / f"s{seed}.json", json.dumps(facts, indent=2))
 
 
 def _data_name(cfg: ExperimentConfig) -> str:
@@ -376,7 +391,7 @@ def _run_combination(
     fe = cfg.threat.chosen_eps()
     y_np = y_eval.numpy()
     for threat in cfg.threat.constraints:
-        correct_all: dict[float, np.ndarray] = {}
+        worst = WorstCase(y_np, benign)
         for a in cfg.attacks:
             log.info("%s: attack %s, %s threat", combo.key, a.label, threat)
             attack = make_attack(
@@ -385,19 +400,20 @@ def _run_combination(
                 evasion=cfg.threat.mode == "evasion", benign_class=benign, **a.options())
             sweep = evaluate_attack(det, attack, x_eval, y_eval, eps=cfg.threat.eps,
                                     name=a.label, space=p.space, benign_class=benign)
-            table = sweep.table.assign(**meta, threat=threat, evaluation="adaptive")
+            table = add_evasion_columns(sweep.table, y_np, sweep.pred_clean, sweep.pred_adv,
+                                        benign).assign(**meta, threat=threat,
+                                                       evaluation="adaptive")
             res.sweep.append(table)
             for e, pred in sweep.pred_adv.items():
-                ok = pred == y_np
-                correct_all[e] = correct_all.get(e, np.ones_like(ok)) & ok
+                worst.add(e, sweep.pred_clean, pred)
             res.add_figure_eps(meta, threat, a.label, fe, y_np, sweep, p.space, x_eval,
                                p.eval_idx)
             if combo.defense is not None:
                 res.sweep.append(transfer_from(base, det, attack, x_eval, y_eval, cfg, a.label,
                                                p.space, benign, meta, threat))
         res.worst.append(pd.DataFrame(
-            [{**meta, "threat": threat, "eps": e, "worst_case_accuracy": float(c.mean()),
-              "attacks": len(cfg.attacks)} for e, c in sorted(correct_all.items())]))
+            [{**meta, "threat": threat, **row, "attacks": len(cfg.attacks)}
+             for row in worst.rows()]))
     if combo.defense is None:
         res.sweep.extend(_baselines(cfg, combo, p, det, x_eval, y_eval, benign, meta))
     res.seconds = time.perf_counter() - t0
@@ -433,7 +449,8 @@ def _score_baselines(
         if b.kind == "mlp" or (b.surrogate or combo.detector.name) != combo.detector.name:
             continue
         log.info("%s: baseline %s", combo.key, b.name)
-        model = fit_baseline(b, p.x_train, p.y_train, seed=combo.seed)
+        model = baseline_model(b, p.x_train, p.y_train, seed=combo.seed, space=p.space,
+                               benign_label=str(p.ds.benign_label), check_on=x_np[:1024])
         classes = [str(c) for c in model.classes_]
         benign_b = classes.index(str(p.ds.benign_label))
         yb = np.array([classes.index(c) for c in p.y_test[p.eval_idx]])
@@ -459,6 +476,7 @@ def _score_baselines(
                                             benign_class=benign_b),
                         "attack_success_rate": attack_success_rate(
                             yb, clean_pred, pred, evasion=evasion, benign_class=benign_b),
+                        **evasion_counts(yb, clean_pred, pred, benign_b),
                         "mean_linf": float((xa - x_eval).abs().amax(1).mean()),
                         "n": len(yb), "seconds": res.seconds / len(res.eps)})
                 out.append(pd.DataFrame(rows).assign(

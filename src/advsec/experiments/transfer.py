@@ -10,6 +10,7 @@ import torch
 
 from advsec.attacks import FixedInputs
 from advsec.evaluation import evaluate_attack
+from advsec.evaluation.evasion import add_evasion_columns
 from advsec.experiments.config import ExperimentConfig
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
@@ -37,5 +38,5 @@ def transfer_from(
     for e, xa in zip(crafted.eps, crafted.x_adv, strict=True):
         s = evaluate_attack(defended, FixedInputs(xa), x, y, eps=[e], name=label, space=space,
                             benign_class=benign, keep_inputs=False)
-        rows.append(s.table)
+        rows.append(add_evasion_columns(s.table, y.numpy(), s.pred_clean, s.pred_adv, benign))
     return pd.concat(rows).assign(**meta, threat=threat, evaluation="transfer-from-undefended")

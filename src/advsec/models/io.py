@@ -156,8 +156,12 @@ def check_data_record(data: object, *, where: str) -> None:
 
 def load_model(path: str | Path, *, device: str = "cpu") -> Any:
     """A saved detector of any kind advsec writes: an MLP (``PATH.safetensors`` +
-    ``PATH.json``) or a tree ensemble (``PATH.json`` in the
-    :mod:`~advsec.models.trees` format). JSON and safetensors only, never pickle."""
+    ``PATH.json``), a scikit-learn tree ensemble (``PATH.json`` in the
+    :mod:`~advsec.models.trees` format) or an XGBoost / LightGBM booster (``PATH.json`` beside
+    the library's own JSON / text file, :mod:`~advsec.models.boosters`). JSON, text and
+    safetensors only, never pickle."""
+    from advsec.models.boosters import FORMAT as BOOSTER
+    from advsec.models.boosters import BoostedTrees
     from advsec.models.trees import FORMAT as TREES
     from advsec.models.trees import TreeEnsemble
 
@@ -170,9 +174,50 @@ def load_model(path: str | Path, *, device: str = "cpu") -> Any:
             head = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             head = None
-        if isinstance(head, dict) and head.get("format") == TREES:
+        fmt = head.get("format") if isinstance(head, dict) else None
+        if fmt == TREES:
             return TreeEnsemble.load(meta_path)
+        if fmt == BOOSTER:
+            return BoostedTrees.load(meta_path)
     return load_detector(path, device=device)
+
+
+def read_json_model(path: Path, fmt: str, *, what: str) -> dict[str, Any]:
+    """The JSON object in ``path`` whose ``format`` is ``fmt``; a one-line :class:`DataError`
+    naming the file (unreadable, not JSON, another format: "not {what}")."""
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the model file ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: not a JSON file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise DataError(f"{path}: not {what} (format {fmt!r})")
+    return meta
+
+
+def read_attachments(meta: dict[str, Any], path: Path, *,
+                     width: int) -> tuple[Any, dict[str, Any] | None]:
+    """A saved model's ``feature_space`` (a FeatureSpace encoding records to ``width``
+    columns, or None) and ``data`` record (checked by :func:`check_data_record`, or None) from
+    its metadata ``meta`` read from ``path``; a one-line :class:`DataError` naming the file and
+    the key when malformed."""
+    space = None
+    if meta.get("feature_space") is not None:
+        from advsec.features.space import FeatureSpace
+
+        try:
+            space = FeatureSpace.from_dict(meta["feature_space"])
+        except Exception as exc:  # any malformed space is the file's fault
+            raise DataError(f"{path}, key 'feature_space': {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        if space.n_features_out != width:
+            raise DataError(f"{path}, key 'feature_space': encodes records to "
+                            f"{space.n_features_out} columns, but the model takes {width}")
+    data = meta.get("data")
+    if data is not None:
+        check_data_record(data, where=f"{path}, key 'data'")
+    return space, data
 
 
 def load_data_options(path: str | Path) -> dict[str, Any] | None:

@@ -1,14 +1,27 @@
 """Tree ensembles in a JSON format advsec owns: no pickle, identical predictions.
 
-:class:`TreeEnsemble` holds the trees of a fitted scikit-learn ``RandomForestClassifier`` or
-``ExtraTreesClassifier`` as plain arrays (per tree: ``feature``, ``threshold``, ``left``,
-``right`` and the class distribution of every node) and predicts as scikit-learn does: inputs
-cast to float32, ``x[feature] <= threshold`` goes left, the forest's probability is the mean of
-the trees' leaf distributions. :meth:`TreeEnsemble.save` writes one JSON file (float64
-thresholds, which JSON numbers hold exactly); :meth:`TreeEnsemble.load` checks every key and
-array before building anything.
+:class:`TreeEnsemble` holds the trees of a fitted scikit-learn forest
+(``RandomForestClassifier``, ``ExtraTreesClassifier``) or histogram gradient-boosting model
+(``HistGradientBoostingClassifier``) as plain arrays (per tree: ``feature``, ``threshold``,
+``left``, ``right`` and every node's ``value``; :mod:`advsec.models.trees_sklearn` reads them)
+and predicts as scikit-learn does: ``x[feature] <= threshold`` goes left, and
 
-Shapes: ``N`` records, ``D`` input columns, ``C`` classes; per tree ``M`` nodes.
+- forests (``aggregate = "mean"``): inputs cast to float32, each node's value is its class
+  distribution, the probability is the mean of the trees' leaf distributions;
+- boosting (``aggregate = "sum"``): each tree adds its leaf value to one output (``output``) of
+  the raw score, which starts at ``base_score`` ``(K,)``; ``K = 1`` for two classes
+  (probability of the second class = sigmoid of the raw score), ``K = C`` otherwise (softmax),
+  the trees in their order. Inputs in float64 for ``hist_gradient_boosting`` (as scikit-learn);
+  float32 for ``xgboost`` and ``lightgbm``, the trees of a native booster
+  (:mod:`advsec.models.trees_boosters`, which predicts as the library on float32 inputs; an
+  XGBoost ``x < t`` split is stored as ``x <= the float32 below t``, the same test on float32
+  inputs).
+
+:meth:`TreeEnsemble.save` writes one JSON file (float64 thresholds, which JSON numbers hold
+exactly); :meth:`TreeEnsemble.load` checks every key and array before building anything.
+
+Shapes: ``N`` records, ``D`` input columns, ``C`` classes; per tree ``M`` nodes and ``V``
+values per node (``C`` for forests, 1 for boosting).
 """
 
 from __future__ import annotations
@@ -22,117 +35,128 @@ from typing import Any
 import numpy as np
 
 from advsec.errors import DataError
+from advsec.models.proba import ProbaModel, as_array
 
-__all__ = ["FORMAT", "Tree", "TreeEnsemble"]
+__all__ = ["AGGREGATES", "FLOAT64_KINDS", "FORMAT", "KINDS", "Tree", "TreeEnsemble"]
 
 FORMAT = "advsec-trees-1"
+#: how the trees' leaf values make a probability, per kind of ensemble
+KINDS = {"random_forest": "mean", "extra_trees": "mean", "hist_gradient_boosting": "sum",
+         "xgboost": "sum", "lightgbm": "sum"}
+AGGREGATES = ("mean", "sum")
+#: the kinds whose inputs are compared in float64 (every other kind casts them to float32)
+FLOAT64_KINDS = frozenset({"hist_gradient_boosting"})
 
 
 @dataclass(frozen=True)
 class Tree:
-    """One tree: ``feature``, ``threshold`` (float64, compared with float32 inputs as
-    scikit-learn compares them), ``left``, ``right`` ``(M,)`` (-1 at
-    leaves) and ``value`` ``(M, C)``, each node's class distribution (rows sum to 1)."""
+    """One tree: ``feature``, ``threshold`` (float64), ``left``, ``right`` ``(M,)`` (-1 at
+    leaves), ``value`` ``(M, V)`` (forests: each node's class distribution, rows sum to 1;
+    boosting: the leaf's additive value) and ``output``, the raw-score column a boosted tree
+    adds to (0 for forests)."""
 
     feature: np.ndarray
     threshold: np.ndarray
     left: np.ndarray
     right: np.ndarray
     value: np.ndarray
+    output: int = 0
 
     def leaves(self, x: np.ndarray) -> np.ndarray:
-        """``(N,)`` the leaf each float32 row of ``x`` ``(N, D)`` reaches."""
+        """``(N,)`` the leaf each row of ``x`` ``(N, D)`` (float64) reaches."""
         node = np.zeros(len(x), dtype=np.int64)
         rows = np.arange(len(x))
         while True:
             inner = self.left[node] >= 0
             if not inner.any():
                 return node
-            go_left = (x[rows, np.maximum(self.feature[node], 0)].astype(np.float64)
-                       <= self.threshold[node])
+            go_left = x[rows, np.maximum(self.feature[node], 0)] <= self.threshold[node]
             nxt = np.where(go_left, self.left[node], self.right[node])
             node = np.where(inner, nxt, node)
 
 
-class TreeEnsemble:
-    """A forest of :class:`Tree` over ``D`` inputs and ``classes_`` (see the module docstring).
+class TreeEnsemble(ProbaModel):
+    """An ensemble of :class:`Tree` over ``D`` inputs and ``classes_`` (module docstring).
 
     Attributes:
         trees: the trees; classes_: ``(C,)`` class labels; n_features_in_: ``D``;
-        kind: ``"random_forest"`` or ``"extra_trees"``; feature_space_: the FeatureSpace the
-        inputs come from, when known; data_: how the training table was read, when known.
+        kind: a key of :data:`KINDS`; aggregate: ``"mean"`` or ``"sum"``; base_score: ``(K,)``
+        the raw score before the first boosted tree (empty for forests); feature_space_: the
+        FeatureSpace the inputs come from, when known; data_: how the training table was read,
+        when known.
     """
 
     def __init__(self, trees: Sequence[Tree], classes: Sequence[Any], n_features: int, *,
-                 kind: str) -> None:
+                 kind: str, base_score: Sequence[float] | np.ndarray | None = None) -> None:
+        if kind not in KINDS:
+            raise DataError(f"tree ensemble kind: expected one of {', '.join(KINDS)}, "
+                            f"got {kind!r}")
         self.trees = list(trees)
         self.classes_ = np.asarray(classes)
         self.n_features_in_ = int(n_features)
         self.kind = kind
+        self.aggregate = KINDS[kind]
+        self.base_score = np.asarray([] if base_score is None else base_score,
+                                     dtype=np.float64)
         self.feature_space_: Any = None
         self.data_: dict[str, Any] | None = None
 
+    @property
+    def n_outputs(self) -> int:
+        """``K``: raw-score columns of a boosted ensemble (1 for two classes, else ``C``)."""
+        c = len(self.classes_)
+        return 1 if c == 2 else c
+
     @classmethod
     def from_sklearn(cls, model: Any) -> TreeEnsemble:
-        """The trees of a fitted ``RandomForestClassifier`` / ``ExtraTreesClassifier``."""
-        name = type(model).__name__
-        kinds = {"RandomForestClassifier": "random_forest", "ExtraTreesClassifier": "extra_trees"}
-        if name not in kinds or not hasattr(model, "estimators_"):
-            raise DataError(f"expected a fitted RandomForestClassifier or ExtraTreesClassifier, "
-                            f"got {name}")
-        trees = []
-        for est in model.estimators_:
-            t = est.tree_
-            value = np.asarray(t.value[:, 0, :], dtype=np.float64)
-            value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-300)
-            trees.append(Tree(feature=np.asarray(t.feature, dtype=np.int64),
-                              threshold=np.asarray(t.threshold, dtype=np.float64),
-                              left=np.asarray(t.children_left, dtype=np.int64),
-                              right=np.asarray(t.children_right, dtype=np.int64), value=value))
-        return cls(trees, model.classes_, model.n_features_in_, kind=kinds[name])
+        """The trees of a fitted ``RandomForestClassifier``, ``ExtraTreesClassifier`` or
+        ``HistGradientBoostingClassifier`` (see :mod:`advsec.models.trees_sklearn`)."""
+        from advsec.models.trees_sklearn import ensemble_from_sklearn
+
+        return ensemble_from_sklearn(model)
 
     # ------------------------------------------------------------------ prediction
     def predict_proba(self, x: Any) -> np.ndarray:
-        """``(N, C)`` class probabilities of ``x`` ``(N, D)`` (the mean over trees)."""
-        arr = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x,
-                         dtype=np.float32)
-        if arr.ndim != 2 or arr.shape[1] != self.n_features_in_:
-            raise DataError(f"expected inputs of shape (N, {self.n_features_in_}), got "
-                            f"{arr.shape}")
-        out = np.zeros((len(arr), len(self.classes_)), dtype=np.float64)
+        """``(N, C)`` class probabilities of ``x`` ``(N, D)`` (module docstring)."""
+        arr = self.inputs(x)
+        if self.aggregate == "mean":
+            out = np.zeros((len(arr), len(self.classes_)), dtype=np.float64)
+            for tree in self.trees:
+                out += tree.value[tree.leaves(arr)]
+            return out / len(self.trees)
+        return _link(self.raw_scores(arr))
+
+    def inputs(self, x: Any) -> np.ndarray:
+        """``x`` ``(N, D)`` as the trees compare it: float64 holding float32 values (cast
+        first) for every kind but ``hist_gradient_boosting`` (float64 as given)."""
+        dtype = np.float64 if self.kind in FLOAT64_KINDS else np.float32
+        return as_array(x, dtype=dtype, width=self.n_features_in_).astype(np.float64,
+                                                                            copy=False)
+
+    def raw_scores(self, x: Any) -> np.ndarray:
+        """``(N, K)`` raw scores (margins) of a boosted ensemble at ``x`` ``(N, D)``:
+        ``base_score`` plus the leaf values, before the sigmoid / softmax."""
+        if self.aggregate != "sum":
+            raise DataError(f"raw scores: a {self.kind} ensemble averages probabilities")
+        arr = self.inputs(x)
+        raw = np.zeros((len(arr), self.n_outputs), dtype=np.float64)
+        raw += self.base_score
         for tree in self.trees:
-            out += tree.value[tree.leaves(arr)]
-        return out / len(self.trees)
-
-    def __call__(self, x: Any) -> Any:
-        """Scores as attacks and scoring call them: ``(N, D)`` tensor -> ``(N, C)``
-        probabilities (float32 tensor on ``x``'s device)."""
-        import torch
-
-        proba = self.predict_proba(x)
-        return torch.as_tensor(proba, dtype=torch.float32, device=getattr(x, "device", None))
-
-    def encode_labels(self, labels: Any) -> Any:
-        """``(N,)`` class indices (a long tensor) of the labels ``labels`` (one-line
-        :class:`DataError` for a label that is not a class)."""
-        from advsec.models.labels import class_indices
-
-        return class_indices(self.classes_, labels)
-
-    def predict(self, x: Any) -> np.ndarray:
-        """``(N,)`` the most probable class label of each row of ``x`` ``(N, D)``."""
-        return np.asarray(self.classes_[self.predict_proba(x).argmax(axis=1)])
+            raw[:, tree.output] += tree.value[tree.leaves(arr), 0]
+        return raw
 
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly (floats round-trip exactly through ``json``)."""
         return {
-            "format": FORMAT, "kind": self.kind, "n_features": self.n_features_in_,
+            "format": FORMAT, "kind": self.kind, "aggregate": self.aggregate,
+            "n_features": self.n_features_in_,
             "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_],
+            "base_score": self.base_score.tolist(),
             "trees": [{"feature": t.feature.tolist(),
                        "threshold": t.threshold.tolist(),
                        "left": t.left.tolist(), "right": t.right.tolist(),
-                       "value": t.value.tolist()} for t in self.trees],
+                       "value": t.value.tolist(), "output": t.output} for t in self.trees],
             "feature_space": (self.feature_space_.to_dict()
                               if self.feature_space_ is not None else None),
             "data": self.data_,
@@ -149,47 +173,66 @@ class TreeEnsemble:
     def load(cls, path: str | Path) -> TreeEnsemble:
         """Read a :meth:`save` file; a one-line :class:`DataError` naming the file and key for
         anything malformed (no pickle: JSON only)."""
+        from advsec.models.io import read_json_model
+
         p = Path(path)
         p = p if p.suffix == ".json" else p.with_name(p.name + ".json")
-        try:
-            meta = json.loads(p.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise DataError(f"{p}: cannot read the model file ({exc.strerror or exc})") from None
-        except ValueError as exc:
-            raise DataError(f"{p}: not a JSON file ({str(exc).splitlines()[0]})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise DataError(f"{p}: not an advsec tree-ensemble file (format {FORMAT!r})")
+        meta = read_json_model(p, FORMAT, what="an advsec tree-ensemble file")
         return cls._from_meta(meta, p)
 
     @classmethod
     def _from_meta(cls, meta: dict[str, Any], p: Path) -> TreeEnsemble:
+        from advsec.models.io import read_attachments
+
         d, classes = meta.get("n_features"), meta.get("classes")
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise DataError(f"{p}, key 'n_features': expected an integer >= 1")
         if not isinstance(classes, list) or len(classes) < 2:
             raise DataError(f"{p}, key 'classes': expected a list of at least 2 labels")
+        kind = meta.get("kind", "random_forest")
+        if kind not in KINDS:
+            raise DataError(f"{p}, key 'kind': expected one of {', '.join(KINDS)}, got {kind!r}")
+        if meta.get("aggregate", KINDS[kind]) != KINDS[kind]:
+            raise DataError(f"{p}, key 'aggregate': a {kind} ensemble aggregates by "
+                            f"{KINDS[kind]!r}")
+        boosted = KINDS[kind] == "sum"
+        k = (1 if len(classes) == 2 else len(classes)) if boosted else 0
+        base = _floats(meta.get("base_score", []), f"{p}, key 'base_score'")
+        if len(base) != k:
+            raise DataError(f"{p}, key 'base_score': expected {k} number(s) for a {kind} "
+                            f"ensemble of {len(classes)} classes, got {len(base)}")
         entries = meta.get("trees")
         if not isinstance(entries, list) or not entries:
             raise DataError(f"{p}, key 'trees': expected a non-empty list of trees")
-        trees = [_tree(e, p, i, d, len(classes)) for i, e in enumerate(entries)]
-        out = cls(trees, classes, d, kind=str(meta.get("kind", "random_forest")))
-        if meta.get("feature_space") is not None:
-            from advsec.features.space import FeatureSpace
-
-            try:
-                out.feature_space_ = FeatureSpace.from_dict(meta["feature_space"])
-            except Exception as exc:  # any malformed space is the file's fault
-                raise DataError(f"{p}, key 'feature_space': {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-        if meta.get("data") is not None:
-            from advsec.models.io import check_data_record
-
-            check_data_record(meta["data"], where=f"{p}, key 'data'")
-            out.data_ = meta["data"]
+        width = 1 if boosted else len(classes)
+        trees = [_tree(e, p, i, d, width, max(k, 1)) for i, e in enumerate(entries)]
+        out = cls(trees, classes, d, kind=kind, base_score=base if boosted else None)
+        out.feature_space_, out.data_ = read_attachments(meta, p, width=d)
         return out
 
 
-def _tree(entry: object, p: Path, i: int, d: int, c: int) -> Tree:
+def _link(raw: np.ndarray) -> np.ndarray:
+    """Probabilities ``(N, C)`` from boosted raw scores ``(N, K)``: sigmoid for ``K = 1``
+    (scikit-learn's ``expit``, ``[1 - p, p]``), softmax otherwise."""
+    from scipy.special import expit, softmax
+
+    if raw.shape[1] == 1:
+        p = expit(raw[:, 0])
+        return np.stack([1.0 - p, p], axis=1)
+    return np.asarray(softmax(raw, axis=1))
+
+
+def _floats(value: object, where: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{where}: expected a list of numbers") from None
+    if arr.ndim != 1 or not np.isfinite(arr).all():
+        raise DataError(f"{where}: expected a list of finite numbers")
+    return arr
+
+
+def _tree(entry: object, p: Path, i: int, d: int, v: int, k: int) -> Tree:
     where = f"{p}, key 'trees[{i}]'"
     if not isinstance(entry, dict):
         raise DataError(f"{where}: expected an object")
@@ -201,10 +244,13 @@ def _tree(entry: object, p: Path, i: int, d: int, c: int) -> Tree:
         value = np.asarray(entry["value"], dtype=np.float64)
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise DataError(f"{where}: missing or non-numeric arrays ({type(exc).__name__})") from None
+    output = entry.get("output", 0)
+    if not isinstance(output, int) or isinstance(output, bool) or not 0 <= output < k:
+        raise DataError(f"{where}, key 'output': expected an integer in [0, {k})")
     m = len(feature)
-    if m < 1 or any(a.shape != (m,) for a in (threshold, left, right)) or value.shape != (m, c):
+    if m < 1 or any(a.shape != (m,) for a in (threshold, left, right)) or value.shape != (m, v):
         raise DataError(f"{where}: arrays of inconsistent shapes (feature, threshold, "
-                        f"left, right: ({m},); value: ({m}, {c}))")
+                        f"left, right: ({m},); value: ({m}, {v}))")
     inner = left >= 0
     if ((inner != (right >= 0)).any() or (left[inner] <= np.flatnonzero(inner)).any()
             or (right[inner] <= np.flatnonzero(inner)).any() or (left >= m).any()
@@ -214,4 +260,5 @@ def _tree(entry: object, p: Path, i: int, d: int, c: int) -> Tree:
         raise DataError(f"{where}: a split feature outside [0, {d})")
     if not (np.isfinite(threshold).all() and np.isfinite(value).all()):
         raise DataError(f"{where}: thresholds and values must be finite numbers")
-    return Tree(feature=feature, threshold=threshold, left=left, right=right, value=value)
+    return Tree(feature=feature, threshold=threshold, left=left, right=right, value=value,
+                output=output)

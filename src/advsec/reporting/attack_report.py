@@ -27,11 +27,12 @@ from advsec.evaluation.checks import Flag, check_model, check_sweep
 from advsec.evaluation.honesty import check_clean
 from advsec.reporting.html import Section, figure_html, kv_html, render_report, table_html
 from advsec.reporting.html import versions as library_versions
-from advsec.reporting.plots import plot_robustness
+from advsec.reporting.plots import SAVE_DPI, plot_robustness
 from advsec.reporting.run_report import flags_section, honesty_warning
 from advsec.runio import write_text
 
-__all__ = ["RESULT_COLUMNS", "SAMPLE_ROWS", "attack_flags", "write_attack_report"]
+__all__ = ["RESULT_COLUMNS", "SAMPLE_ROWS", "attack_flags", "attack_headline",
+           "write_attack_report"]
 
 #: the columns of the page's result table (all of them are in results.csv)
 RESULT_COLUMNS = ["eps", "accuracy", "detection_rate", "fpr", "attack_success_rate",
@@ -116,6 +117,20 @@ def attack_flags(
     gradient and logit checks on the first :data:`PROBE_ROWS` records."""
     return [f for _, f in _scoped_flags(table, records, settings=settings, model=model, x=x,
                                         y=y)]
+
+
+def attack_headline(settings: Mapping[str, Any], table: pd.DataFrame) -> str:
+    """The one-line headline of an attack at its largest ε: who attacked (valid records or
+    unconstrained), detection rate clean → attacked, attack success (the terminal's line)."""
+    if table.empty:
+        return ""
+    base, top = table.iloc[0], table.loc[table["eps"].idxmax()]
+    who = "Valid-record" if settings.get("valid", True) else "Unconstrained (box)"
+    goal = "evasion" if settings.get("evasion") else "every record attacked"
+    return (f"{who} {settings.get('attack', '?')} at ε {top.eps:g} ({goal}): detection rate "
+            f"{_num(base.detection_rate)} → {_num(top.detection_rate)}, accuracy "
+            f"{_num(base.accuracy)} → {_num(top.accuracy)}, attack success "
+            f"{_pct(top.attack_success_rate)} of {int(top.n_attacked)} attacked records.")
 
 
 # ---------------------------------------------------------------------- checks
@@ -229,7 +244,7 @@ def _curve(settings: Mapping[str, Any], table: pd.DataFrame) -> Section:
         ax.set_xlabel(f"ε ({unit}, fraction of feature range)")
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", bbox_inches="tight")
+        fig.savefig(buf, format="png", bbox_inches="tight", dpi=SAVE_DPI)
     finally:
         plt.close(fig)
     return Section("Robust accuracy against ε", [figure_html(

@@ -1,4 +1,5 @@
-"""One self-contained HTML report: images inlined as base64, no scripts, no network."""
+"""One self-contained HTML report: images inlined as base64, one short inline script (sortable
+tables), nothing loaded from the network; styles for screens, phones and print."""
 
 from __future__ import annotations
 
@@ -36,13 +37,38 @@ table{border-collapse:collapse;font-size:.86rem;margin:8px 0;max-width:100%;disp
 overflow-x:auto}
 th,td{border-bottom:1px solid #e6e8eb;padding:4px 9px;text-align:right;white-space:nowrap}
 th{background:#f0f3f6;text-align:center} td:first-child,th:first-child{text-align:left}
-figure{margin:10px 0} figure img{max-width:100%;border:1px solid #eee}
+figure{margin:10px 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85rem;color:#555}
-.kv td{text-align:left} .note{color:#555;font-size:.9rem}
+.kv td{text-align:left;white-space:normal} .note{color:#555;font-size:.9rem}
 .flag-ok{color:#1a7f37} .flag-bad{color:#b42318;font-weight:600}
 .cards{display:flex;flex-wrap:wrap;gap:12px} .card{flex:1 1 180px;border:1px solid #e1e4e8;
 border-radius:6px;padding:10px 14px} .card b{display:block;font-size:1.35rem;color:#17324d}
 pre{background:#f0f3f6;padding:10px;border-radius:6px;overflow-x:auto;font-size:.82rem}
+.table-wrap{max-width:100%;overflow-x:auto;margin:8px 0}
+.table-wrap table{display:table;margin:0}
+table.sortable th{cursor:pointer;white-space:normal;vertical-align:bottom;text-align:left}
+table.sortable th[aria-sort=ascending]::after{content:" ▲"}
+table.sortable th[aria-sort=descending]::after{content:" ▼"}
+table.sortable td{text-align:left} table.sortable td.num{text-align:right;
+font-variant-numeric:tabular-nums}
+caption{caption-side:top;text-align:left;font-size:.85rem;color:#555;padding:2px 0 6px}
+details{margin:8px 0} summary{cursor:pointer;color:#17324d;font-weight:600}
+nav.toc{font-size:.9rem;margin:12px 0} nav.toc a{margin-right:12px;white-space:nowrap}
+.headline{font-size:1.08rem;border-left:4px solid #17324d;padding:6px 12px;background:#f0f3f6}
+.headline .aside{display:block;font-size:.9rem;color:#555;margin-top:4px}
+.card .sub{display:block;font-size:.82rem;color:#555}
+.flag-na{color:#6b7280}
+#red-flag-checks td{white-space:normal}
+figure .scroll{overflow-x:auto}
+@media (max-width:640px){main{padding:10px 8px 40px} header{padding:14px 12px}
+section{padding:12px 10px;margin:12px 0} .card{flex:1 1 100%}
+figure img{min-width:600px} th,td{padding:3px 6px}}
+@media print{body{background:#fff} header{background:#fff;color:#000;padding:0}
+main{max-width:none;padding:0} section{border:none;padding:0;margin:12px 0;break-inside:auto}
+h2,h3,caption,summary{break-after:avoid;page-break-after:avoid}
+table,figure,.card,.headline{break-inside:avoid;page-break-inside:avoid}
+.table-wrap{overflow:visible} table{font-size:7pt} th,td{white-space:normal;padding:2px 4px}
+figure img{max-width:100%;min-width:0} nav.toc{display:none}}
 """
 
 
@@ -55,13 +81,20 @@ class Section:
     anchor: str = ""
 
 
-def figure_html(png: str | Path | bytes, caption: str = "", *, alt: str = "") -> str:
-    """An ``<img>`` with the PNG inlined as a data URI, and a caption."""
+def figure_html(png: str | Path | bytes, caption: str = "", *, alt: str = "",
+                scale: int = 2) -> str:
+    """An ``<img>`` with the PNG inlined as a data URI, and a caption.
+
+    ``scale``: pixels per CSS pixel of the PNG (figures are saved at 2× resolution by
+    :func:`advsec.reporting.plots.save_figure`, sharp on high-resolution screens)."""
     data = png if isinstance(png, bytes) else Path(png).read_bytes()
     b64 = base64.b64encode(data).decode("ascii")
     cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return (f'<figure><img alt="{html.escape(alt or caption)}" '
-            f'src="data:image/png;base64,{b64}">{cap}</figure>')
+    width = ""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24:
+        width = f' width="{int.from_bytes(data[16:20], "big") // max(scale, 1)}"'
+    return (f'<figure><div class="scroll"><img alt="{html.escape(alt or caption)}"{width} '
+            f'src="data:image/png;base64,{b64}"></div>{cap}</figure>')
 
 
 def table_html(df: pd.DataFrame, *, digits: int = 4, index: bool = False) -> str:
@@ -118,8 +151,10 @@ def render_report(
 ) -> str:
     """The whole report as one HTML string (no external resources); ``css`` is appended to
     the report's style sheet."""
+    from advsec.reporting.tables import SORT_SCRIPT
+
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    toc = " · ".join(
+    toc = "".join(
         f'<a href="#{s.anchor or _slug(s.title)}">{html.escape(s.title)}</a>' for s in sections)
     body = "\n".join(
         f'<section id="{s.anchor or _slug(s.title)}"><h2>{html.escape(s.title)}</h2>'
@@ -132,7 +167,8 @@ def render_report(
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{html.escape(title)}</title><style>{_CSS}{css}</style></head><body>"
         f"<header><h1>{html.escape(title)}</h1><p>{sub}</p></header>"
-        f"<main><p class=\"note\">{toc}</p>{body}</main></body></html>\n"
+        f"<main><nav class=\"toc\" aria-label=\"Contents\">{toc}</nav>{body}</main>"
+        f"<script>{SORT_SCRIPT}</script></body></html>\n"
     )
 
 

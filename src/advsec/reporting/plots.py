@@ -21,7 +21,8 @@ from advsec.runio import atomic_file
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
-__all__ = ["STYLE", "plot_confusions", "plot_projection", "plot_robustness", "save_figure"]
+__all__ = ["SAVE_DPI", "STYLE", "attack_style", "eps_positions", "plot_confusions",
+           "plot_projection", "plot_robustness", "save_figure", "set_eps_axis"]
 
 #: matplotlib settings of every report figure (``with plt.rc_context(STYLE): ...``).
 STYLE: dict[RcKeyType, Any] = {
@@ -33,6 +34,9 @@ STYLE: dict[RcKeyType, Any] = {
     "font.size": 10,
 }
 
+#: the resolution figures are saved at: twice the screen's (sharp on high-resolution screens)
+SAVE_DPI = 220
+
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG to ``path`` (atomically: a rebuilt report never leaves a truncated
@@ -40,23 +44,51 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     try:
         with atomic_file(path) as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
+            fig.savefig(tmp, format="png", bbox_inches="tight", dpi=SAVE_DPI)
     finally:
         plt.close(fig)
     return path
 
 
+#: markers and dash patterns cycled per attack, so that lines lying on top of each other stay
+#: apart (earlier lines are drawn with larger, hollow markers)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DASHES: tuple[Any, ...] = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)))
+
+
+def attack_style(i: int) -> dict[str, Any]:
+    """The line style of the ``i``-th attack of a figure: colour, marker and dashes."""
+    return {"color": f"C{i % 10}", "marker": MARKERS[i % len(MARKERS)],
+            "linestyle": DASHES[i % len(DASHES)], "markersize": max(9 - 1.5 * i, 4),
+            "markerfacecolor": "none", "markeredgewidth": 1.4, "linewidth": 1.6}
+
+
+def eps_positions(values: Sequence[float]) -> dict[float, int]:
+    """Evenly spaced x positions of the ε grid ``values`` (0, 0.01 and 0.02 stay apart)."""
+    return {e: i for i, e in enumerate(sorted({float(v) for v in values}))}
+
+
+def set_eps_axis(ax: Any, positions: dict[float, int], label: str) -> None:
+    """Label the evenly spaced ε axis of ``ax`` with the grid values."""
+    ax.set_xticks(list(positions.values()), [f"{e:g}" for e in positions])
+    ax.set_xlabel(label)
+
+
 def plot_robustness(table: pd.DataFrame, *, title: str = "Robustness vs perturbation budget",
                     eps_unit: str = "fraction of feature range") -> Figure:
-    """Accuracy and detection rate vs eps, one line per attack (a sweep table as input)."""
+    """Accuracy and detection rate vs eps, one line per attack (a sweep table as input); ε on
+    evenly spaced ticks, a marker and dash pattern per attack."""
+    pos = eps_positions(table["eps"])
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
-        for attack, group in table.groupby("attack", sort=False):
+        for i, (attack, group) in enumerate(table.groupby("attack", sort=False)):
             g = group.sort_values("eps")
-            axes[0].plot(g["eps"], g["accuracy"], marker="o", label=str(attack))
-            axes[1].plot(g["eps"], g["detection_rate"], marker="o", label=str(attack))
+            xs = [pos[float(e)] for e in g["eps"]]
+            style = attack_style(i)
+            axes[0].plot(xs, g["accuracy"], label=str(attack), **style)
+            axes[1].plot(xs, g["detection_rate"], label=str(attack), **style)
         for ax, what in zip(axes, ("Accuracy", "Detection rate (malicious recall)"), strict=True):
-            ax.set_xlabel(f"ε (L∞, {eps_unit})")
+            set_eps_axis(ax, pos, f"ε (L∞, {eps_unit}; evenly spaced)")
             ax.set_ylabel(what)
             ax.set_ylim(-0.02, 1.02)
             ax.set_title(what)
@@ -102,6 +134,7 @@ def plot_projection(
     base: np.ndarray | None = None,
     n_arrows: int = 40,
     seed: int = 0,
+    background: str = "neighbours",
 ) -> Figure:
     """What the attack does to predictions, in a 2-D PCA plane fitted on the clean inputs.
 
@@ -115,6 +148,10 @@ def plot_projection(
             numeric columns so that one-hot blocks do not dominate the plane.
         base: ``(D,)`` values of the other columns when grid points are lifted back (default:
             the column means of ``x_clean``).
+        background: ``"neighbours"`` (default): each panel's background is the prediction held
+            by most of the 15 nearest plotted records of that panel, so it never contradicts
+            the points; ``"model"``: grid points lifted back and classified by ``predict``
+            (a slice through input space that can disagree with the projected points).
     """
     d = x_clean.shape[1]
     cols = np.ones(d, dtype=bool) if columns is None else np.asarray(columns, dtype=bool)
@@ -129,7 +166,18 @@ def plot_projection(
     grid = np.tile(base_row, (gx.size, 1))
     grid[:, cols] = pca.inverse_transform(np.c_[gx.ravel(), gy.ravel()])
     grid = grid.astype(np.float32)
-    regions = predict(np.clip(grid, 0.0, 1.0)).reshape(gx.shape)
+    if background == "model":
+        lifted = predict(np.clip(grid, 0.0, 1.0)).reshape(gx.shape)
+    plane = np.c_[gx.ravel(), gy.ravel()]
+
+    def regions_of(pts: np.ndarray, pred: np.ndarray) -> np.ndarray:
+        if background == "model":
+            return lifted
+        from sklearn.neighbors import KNeighborsClassifier
+
+        knn = KNeighborsClassifier(n_neighbors=min(15, len(pts))).fit(pts, pred)
+        return np.asarray(knn.predict(plane)).reshape(gx.shape)
+
     cmap = plt.get_cmap("coolwarm" if len(classes) == 2 else "tab10")
     colors = [cmap(i / max(len(classes) - 1, 1)) for i in range(len(classes))]
     with plt.rc_context({**STYLE, "axes.grid": False}):
@@ -138,7 +186,7 @@ def plot_projection(
             (axes[0], p_clean, pred_clean, "clean test records"),
             (axes[1], p_adv, pred_adv, f"adversarial records (ε = {eps:g})"),
         ):
-            ax.contourf(gx, gy, regions, levels=np.arange(len(classes) + 1) - 0.5,
+            ax.contourf(gx, gy, regions_of(pts, pred), levels=np.arange(len(classes) + 1) - 0.5,
                         colors=colors, alpha=0.18)
             for c, name in enumerate(classes):
                 sel = pred == c
@@ -156,7 +204,9 @@ def plot_projection(
                                          "alpha": 0.7})
         axes[0].set_ylabel("PC 2")
         axes[1].legend(loc="best", fontsize=8, markerscale=2)
-        fig.suptitle("Decision regions of the detector in the PCA plane; arrows: clean → "
-                     "adversarial (sample of flipped records)")
+        fig.suptitle("Predictions in the PCA plane (background: majority of the nearest "
+                     "records); arrows: clean → adversarial (sample of flipped records)"
+                     if background != "model" else "Decision regions of the detector in the "
+                     "PCA plane; arrows: clean → adversarial (sample of flipped records)")
         fig.tight_layout()
         return fig
