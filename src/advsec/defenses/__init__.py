@@ -1,4 +1,5 @@
-"""Defences: adversarial training (data enhancement, PGD-AT, fast AT) and TRADES.
+"""Defences: adversarial training (data enhancement, PGD-AT, fast AT), TRADES and certified
+training (CROWN-IBP).
 
 Every defence takes a Detector and training data, trains a hardened *copy* and returns a
 :class:`DefenseResult` with the clean accuracy, detection rate and false-positive rate of the
@@ -22,6 +23,7 @@ from advsec.defenses.adversarial_training import (
     fgsm_random_start,
     pgd_adversarial_training,
 )
+from advsec.defenses.certified import crown_ibp_loss, crown_ibp_training, worst_case_logits
 from advsec.defenses.trades import trades_adversarial_examples, trades_loss, trades_training
 from advsec.errors import ConfigError
 from advsec.models.detector import Detector
@@ -36,6 +38,8 @@ __all__ = [
     "adversarial_batch_transform",
     "benign_index",
     "clean_metrics",
+    "crown_ibp_loss",
+    "crown_ibp_training",
     "data_enhancement_training",
     "defend",
     "enhance_training_set",
@@ -46,12 +50,13 @@ __all__ = [
     "trades_adversarial_examples",
     "trades_loss",
     "trades_training",
+    "worst_case_logits",
 ]
 
 #: Defence names accepted by :func:`defend` / :func:`harden` (``-`` and ``_`` both accepted).
-METHODS = ("data_augmentation", "pgd_at", "fast_at", "trades")
+METHODS = ("data_augmentation", "pgd_at", "fast_at", "trades", "crown_ibp")
 _ALIASES = {"data_enhancement": "data_augmentation", "augmentation": "data_augmentation",
-            "madry": "pgd_at", "fgsm_at": "fast_at"}
+            "madry": "pgd_at", "fgsm_at": "fast_at", "certified": "crown_ibp"}
 
 
 def defend(
@@ -78,7 +83,9 @@ def defend(
         detector: a Detector (fitted for ``data_augmentation``; the others also train from
             scratch).
         method: ``"data_augmentation"`` (data enhancement with ``attack``, ``ratio``),
-            ``"pgd_at"`` (``steps``), ``"fast_at"`` or ``"trades"`` (``beta``, ``steps``).
+            ``"pgd_at"`` (``steps``), ``"fast_at"``, ``"trades"`` (``beta``, ``steps``) or
+            ``"crown_ibp"`` (certified training; eps ramped from 0, see
+            :mod:`advsec.defenses.certified`).
         x: training inputs ``(N, D)`` in model space; y: their labels ``(N,)``.
         eps: L-inf budget in model-input units.
         steps: PGD steps (PGD-AT, TRADES; data augmentation with an iterative ``attack``).
@@ -117,6 +124,9 @@ def defend(
     if key == "trades":
         return trades_training(detector, x, y, eps=eps, beta=beta, steps=steps,
                                feature_space=feature_space, bounds=bounds, **common)
+    if key == "crown_ibp":
+        return crown_ibp_training(detector, x, y, eps=eps, feature_space=feature_space,
+                                  bounds=bounds, **common)
     raise ConfigError(f"unknown defence {method!r}; known: {', '.join(METHODS)}")
 
 

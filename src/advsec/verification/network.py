@@ -91,7 +91,7 @@ def _layers(module: nn.Module) -> list[nn.Module]:
 
 
 def relu_network(model: Model | ReluNetwork, *, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None) -> ReluNetwork:
+                 device: torch.device | str | None = None, detach: bool = True) -> ReluNetwork:
     """The :class:`ReluNetwork` of ``model`` in ``dtype`` on ``device`` (default: the model's).
 
     Args:
@@ -99,6 +99,8 @@ def relu_network(model: Model | ReluNetwork, *, dtype: torch.dtype = torch.float
             ``nn.Sequential`` of ``nn.Linear`` / ``nn.ReLU`` (``nn.Dropout`` and ``nn.Identity``
             are skipped), or a :class:`ReluNetwork` (converted).
         dtype: float dtype of the bounds (float32 or float64).
+        detach: ``False`` keeps the weights in the autograd graph of the module's parameters
+            (certified training differentiates the bounds through them).
 
     Raises:
         ConfigError: for any other layer (naming it), a ReLU before the first ``nn.Linear``,
@@ -116,8 +118,9 @@ def relu_network(model: Model | ReluNetwork, *, dtype: torch.dtype = torch.float
     after_relu = False
     for i, layer in enumerate(_layers(module)):
         if isinstance(layer, nn.Linear):
-            w = layer.weight.detach().to(_F64)
-            b = (layer.bias.detach().to(_F64) if layer.bias is not None
+            w = (layer.weight.detach() if detach else layer.weight).to(_F64)
+            b = ((layer.bias.detach() if detach else layer.bias).to(_F64)
+                 if layer.bias is not None
                  else torch.zeros(w.shape[0], dtype=_F64, device=w.device))
             pending = (w, b) if pending is None else (w @ pending[0], w @ pending[1] + b)
             after_relu = False
