@@ -81,6 +81,8 @@ def test_registered_and_checked(small_synthetic_detector):
     y = ds.labels("train")[:64]
     res = defend(det, method="certified", x=x, y=y, eps=0.05, epochs=2, feature_space=space)
     assert res.name == "crown_ibp" and len(res.detector.history_) == len(det.history_) + 2
+    one = crown_ibp_training(det, x, y, epochs=1, eps=0.05)  # no warm-up with one epoch
+    assert one.detector.history_[-1]["eps"] == pytest.approx(0.05)
     with pytest.raises(ConfigError, match="warmup"):
         crown_ibp_training(det, x, y, epochs=2, warmup=2)
     with pytest.raises(ConfigError, match="ReLU"):

@@ -95,7 +95,7 @@ def crown_ibp_training(
     *,
     eps: float = 0.1,
     kappa_end: float = 0.5,
-    warmup: int = 1,
+    warmup: int | None = None,
     ramp: float = 0.5,
     feature_space: FeatureSpace | None = None,
     bounds: tuple[float, float] | None = (0.0, 1.0),
@@ -115,7 +115,7 @@ def crown_ibp_training(
         x: training inputs ``(N, D)`` in model space; y: labels ``(N,)`` (the detector's).
         eps: the final L-inf budget in model-input units.
         kappa_end: the final weight of the clean loss, in ``[0, 1]``.
-        warmup: clean epochs before the ramp (``< epochs``).
+        warmup: clean epochs before the ramp (``< epochs``; default 1, none with one epoch).
         ramp: fraction of the remaining steps over which eps, beta and kappa move, ``(0, 1]``.
         feature_space: bound over the valid region (immutables, directions, one-hot blocks);
             ``None``: the box ``bounds`` with every column mutable.
@@ -139,6 +139,8 @@ def crown_ibp_training(
                           f"activation={detector.activation!r}")
     t0 = time.perf_counter()
     det, fitted = prepare_copy(detector, epochs=epochs)
+    if warmup is None:
+        warmup = min(1, det.epochs - 1)
     if not 0 <= warmup < det.epochs:
         raise ConfigError(f"warmup must be in [0, epochs - 1] = [0, {det.epochs - 1}], "
                           f"got {warmup}")
