@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from advsec.attacks.batch import AttackBatch, Forward
+from advsec.attacks.chunking import chunk_rows
 from advsec.attacks.result import AttackResult
 from advsec.attacks.scoring import score_result
 from advsec.attacks.spec import MANAGED_OPTIONS, constructor_options
@@ -126,7 +127,9 @@ class Attack:
         benign_class: the benign class: an index, a label of the Detector's ``classes_`` or
             ``None`` (the schema's benign label when the model or space knows it, else
             ``"benign"`` if the Detector has that class, else 0).
-        batch_size: rows per chunk (before stacking the epsilons).
+        batch_size: rows per chunk (before stacking the epsilons); ``None``: chosen for the
+            device (4,096 on the CPU, from the free memory on a GPU:
+            :func:`advsec.attacks.chunking.chunk_rows`).
         seed: seed for every random draw (random starts, random search).
     """
 
@@ -152,13 +155,13 @@ class Attack:
         bounds: tuple[float, float] | None = (0.0, 1.0),
         evasion: bool = False,
         benign_class: int | str | None = None,
-        batch_size: int = 4096,
+        batch_size: int | None = None,
         seed: int = 0,
     ) -> None:
         if norm not in self.norms:
             raise ValueError(f"{self.name}: norm must be one of {', '.join(self.norms)}, "
                              f"got {norm!r}")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         eps_values(eps)
         self.eps = eps
@@ -168,7 +171,7 @@ class Attack:
         self.bounds = bounds
         self.evasion = evasion
         self.benign_class = benign_class
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
         self.seed = int(seed)
 
     # ------------------------------------------------------------------ the extension point
@@ -352,13 +355,15 @@ class Attack:
         counts = {"gradients": 0, "queries": 0}
         box = self._box(dev, dtype)
         n, k = len(x), len(eps_list)
+        rows = chunk_rows(self.batch_size, device=dev, n_inputs=int(x.shape[1]), module=module,
+                          stack=k)
 
         def chunk(idx: slice | torch.Tensor) -> list[torch.Tensor]:
             return self._chunk(forward, x[idx], y[idx], tgt[idx], targeted, eps_list, rng,
                                counts, box)
 
         if attacked is None:
-            parts = [chunk(slice(s, s + self.batch_size)) for s in range(0, n, self.batch_size)]
+            parts = [chunk(slice(s, s + rows)) for s in range(0, n, rows)]
             if n == 0:
                 outs = [x.clone() for _ in eps_list]
             elif len(parts) == 1:
@@ -368,8 +373,8 @@ class Attack:
         else:
             outs = [x.clone() for _ in eps_list]
             idx_all = torch.nonzero(attacked).flatten()
-            for start in range(0, len(idx_all), self.batch_size):
-                idx = idx_all[start : start + self.batch_size]
+            for start in range(0, len(idx_all), rows):
+                idx = idx_all[start : start + rows]
                 for out, adv in zip(outs, chunk(idx), strict=True):
                     out[idx] = adv
         if dev.type == "cuda":

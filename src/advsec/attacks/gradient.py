@@ -97,7 +97,7 @@ class GradientAttack(Attack, register=False):
         bounds: tuple[float, float] | None = (0.0, 1.0),
         evasion: bool = False,
         benign_class: int | str | None = None,
-        batch_size: int = 4096,
+        batch_size: int | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(eps=eps, norm=norm, targeted=targeted, feature_space=feature_space,
