@@ -11,11 +11,19 @@ grids, value sets and relations relaxed to the box, so a superset of the valid r
   proven to keep the true class) and wall seconds, float32;
 - ``pgd``: PGD (``--pgd-steps`` steps, valid records) accuracy, valid share and seconds: an
   upper bound on the robust accuracy, so ``crown <= pgd`` and no certified record may be broken
-  (``certified_broken_by_pgd``, 0 is the claim).
+  (``certified_broken_by_pgd``, 0 is the claim);
+- ``worst_case``: per record the worst over FGSM, PGD and APGD-margin (``--pgd-steps`` steps,
+  valid records), beside CROWN: ``verified_accuracy <= attacked_accuracy`` and
+  ``verified_broken`` 0 (:func:`advsec.evaluation.verified.verified_vs_attacked`).
+
+``pgd_at``: the same for a PGD-AT version of the MLP (:func:`advsec.defenses.
+pgd_adversarial_training` of the model above, valid-record PGD at ``--at-eps`` with
+``--at-steps`` steps for ``--at-epochs`` epochs on ``--at-max-train-rows`` training records;
+``--at-epochs 0`` skips it). ``table``: both models side by side per eps.
 
 Usage::
 
-    .venv/bin/python bench/verify_mlp.py            # about 2 minutes on an idle 2-core machine
+    .venv/bin/python bench/verify_mlp.py            # a few minutes on an idle 2-core machine
     .venv/bin/python bench/verify_mlp.py --quick    # 500 rows, 20,000 training records
 
 JSON to stdout and to ``bench/results/verify_mlp.json`` (``--out``); progress on stderr.
@@ -37,8 +45,10 @@ import numpy as np
 import torch
 
 import advsec
-from advsec.attacks import PGD
+from advsec.attacks import APGD, FGSM, PGD
 from advsec.datasets import load
+from advsec.defenses import pgd_adversarial_training
+from advsec.evaluation.verified import verified_vs_attacked
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
 from advsec.verification import CROWN, IBP
@@ -96,12 +106,69 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          "seconds": round(float(table["seconds"].iloc[i]), 3),
                          "certified_broken_by_pgd": int(broken.sum() + broken_ibp.sum())})
     out["pgd"] = pgd_rows
+    out["worst_case"] = _worst_case(det, x, y, space, args)
+    table = _table("mlp", clean, out["worst_case"])
+    if args.at_epochs > 0:
+        at = _pgd_at(det, x_train, y_train, x, y, space, args)
+        out["pgd_at"] = at
+        table += _table("mlp + pgd-at", at["clean_accuracy"], at["worst_case"])
+    out["table"] = table
     return {"dataset": "nsl-kdd binary (KDDTrain+ / KDDTest+)", "train_rows": len(train),
             "inputs": int(x.shape[1]), "mutable_inputs": int(space.mutable_mask.sum()),
             "model": {"hidden": list(HIDDEN), "epochs": args.epochs,
                       "train_seconds": round(train_seconds, 1)},
             "records": len(x), "clean_accuracy": round(clean, 4), "eps": args.eps,
             "pgd_steps": args.pgd_steps, **out}
+
+
+def _worst_case(det: Detector, x: torch.Tensor, y: torch.Tensor, space: FeatureSpace,
+                args: argparse.Namespace) -> list[dict[str, Any]]:
+    """CROWN beside the per-record worst case over FGSM, PGD and APGD-margin (valid records)."""
+    robust = torch.ones((len(args.eps), len(x)), dtype=torch.bool)
+    attack_seconds = 0.0
+    for attack in (FGSM(feature_space=space),
+                   PGD(feature_space=space, steps=args.pgd_steps, seed=args.seed),
+                   APGD(feature_space=space, steps=args.pgd_steps, loss="margin",
+                        seed=args.seed)):
+        result = attack.run(det, x, y, eps=args.eps)
+        attack_seconds += result.seconds
+        for i in range(len(args.eps)):
+            robust[i] &= result.adv_pred[i].cpu() == y
+    crown = CROWN(feature_space=space)(det, x, y, eps=args.eps)
+    t = verified_vs_attacked(crown, robust)
+    rows = [{"eps": r.eps, "verified_accuracy": round(r.verified_accuracy, 4),
+             "attacked_accuracy": round(r.attacked_accuracy, 4), "gap": round(r.gap, 4),
+             "verified_broken": int(r.verified_broken),
+             "crown_seconds": round(r.verify_seconds, 3)} for r in t.itertuples()]
+    log.info("worst case over fgsm, pgd, apgd-margin in %.1f s: %s", attack_seconds, rows)
+    return rows
+
+
+def _pgd_at(det: Detector, x_train: np.ndarray, y_train: np.ndarray, x: torch.Tensor,
+            y: torch.Tensor, space: FeatureSpace, args: argparse.Namespace) -> dict[str, Any]:
+    """The PGD-AT version of ``det`` and its CROWN and worst-case numbers."""
+    xs, ys = x_train, y_train
+    if args.at_max_train_rows and len(xs) > args.at_max_train_rows:
+        pick = np.sort(np.random.default_rng(args.seed).choice(
+            len(xs), args.at_max_train_rows, replace=False))
+        xs, ys = xs[pick], ys[pick]
+    log.info("PGD-AT: eps %g, %d steps, %d epochs on %d records", args.at_eps, args.at_steps,
+             args.at_epochs, len(xs))
+    res = pgd_adversarial_training(det, xs, ys, eps=args.at_eps, steps=args.at_steps,
+                                   epochs=args.at_epochs, feature_space=space, seed=args.seed)
+    hard = res.detector
+    log.info("PGD-AT trained in %.1f s", res.seconds)
+    clean = float((hard.logits(x).argmax(1).cpu() == y).float().mean())
+    rows = _worst_case(hard, x, y, space, args)
+    return {"train": {"eps": args.at_eps, "steps": args.at_steps, "epochs": args.at_epochs,
+                      "train_rows": len(xs), "seconds": round(res.seconds, 1),
+                      "valid_records": True},
+            "clean_accuracy": round(clean, 4), "worst_case": rows}
+
+
+def _table(model: str, clean: float, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The summary rows of one model: per eps, CROWN certified beside the worst case."""
+    return [{"model": model, "clean_accuracy": round(clean, 4), **r} for r in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pgd-steps", type=int, default=50, help="PGD steps")
     p.add_argument("--max-train-rows", type=int, default=None, help="train on a seeded "
                    "sample of at most N training records (default: all)")
+    p.add_argument("--at-epochs", type=int, default=5, help="PGD-AT epochs (0: no PGD-AT "
+                   "model)")
+    p.add_argument("--at-eps", type=float, default=0.05, help="PGD-AT budget (L-inf)")
+    p.add_argument("--at-steps", type=int, default=7, help="PGD-AT steps per batch")
+    p.add_argument("--at-max-train-rows", type=int, default=None, help="PGD-AT on a seeded "
+                   "sample of at most N of the training records (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--quick", action="store_true", help="smoke run: 500 rows, PGD-10, "

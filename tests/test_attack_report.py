@@ -17,6 +17,7 @@ from advsec.datasets import load
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
 from advsec.models.io import load_model
+from advsec.reporting.tables import fmt, label
 
 ROWS = 80
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
@@ -133,7 +134,8 @@ def test_report_is_one_self_contained_page(pgd_run):
     # file (the one inline script, which sorts tables, has no src)
     text = (pgd_run / "report.html").read_text(encoding="utf-8")
     for part in ("Summary", "Results per ε", "Robust accuracy against ε", "Red-flag checks",
-                 "Sample of adversarial records", "pgd (valid records, L∞)", "synthetic"):
+                 "Sample of adversarial records", "pgd (valid records, L∞, evasion)",
+                 "synthetic"):  # evasion: the default with a benign class
         assert part in text
 
 
@@ -142,16 +144,18 @@ def test_the_page_shows_results_csv_with_eps_0_first(pgd_run):
     assert list(table["eps"]) == [0.0, 0.05, 0.2]
     rows = parse(pgd_run / "report.html").tables["results-table"]
     head, body = rows[0], rows[1:]
-    assert head[0] == "eps" and {"accuracy", "detection_rate", "attack_success_rate",
-                                 "valid_share", "mean_linf", "seconds"} <= set(head)
+    column = {label(c): c for c in table.columns}  # headers: plain words with units
+    names = [column[h] for h in head]
+    assert names[0] == "eps" and {"accuracy", "detection_rate", "evasion_rate",
+                                  "false_alarm_rate", "attack_success_rate", "valid_share",
+                                  "mean_linf", "seconds"} <= set(names)
     assert [float(r[0]) for r in body] == [0.0, 0.05, 0.2]
     for i, row in enumerate(body):
-        for name, cell in zip(head, row, strict=True):
-            value = float(table.loc[i, name])
-            if math.isnan(value):
-                assert cell == "–", (name, i)
-            else:  # the page rounds to 4 decimals
-                assert float(cell) == pytest.approx(value, abs=5e-5, rel=1e-4), (name, i)
+        for name, cell in zip(names, row, strict=True):
+            value = table.loc[i, name]  # 3 significant digits, NaN as n/a
+            assert cell == fmt(value), (name, i)
+            if isinstance(value, float) and math.isnan(value):
+                assert cell == "n/a"
 
 
 def test_eps_0_is_the_clean_baseline_and_not_exported_unless_asked(saved, pgd_run):
@@ -186,15 +190,18 @@ def test_the_sample_shows_changed_cells_in_original_columns(pgd_run):
     page = parse(pgd_run / "report.html")
     rows = page.tables["sample-records"]
     head, body = rows[0], rows[1:]
-    assert head[:5] == ["record_id", "label", "prediction", "success", "valid"]
+    assert head[:5] == ["Record id", "True label", "Prediction (clean → adversarial)",
+                        "Attack succeeded", "Valid record"]
     assert 0 < len(body) <= 6
     records = pd.read_csv(pgd_run / "adversarial.csv")
     block = records[records["eps"] == 0.2].set_index("record_id")
-    assert set(head[5:]) <= set(block.columns)  # original columns (<wbr> adds no text)
+    column = {c.replace("_", " "): c for c in block.columns}  # underscores shown as spaces
+    assert set(head[5:]) <= set(column)
     for row in body:
         rec = block.loc[int(row[0])]
         assert row[1] == rec["label"] and row[2] == f"{rec['pred_clean']} → {rec['pred_adv']}"
-        for name, cell in zip(head[5:], row[5:], strict=True):
+        assert row[3] in ("yes", "no") and row[4] in ("yes", "no")
+        for name, cell in zip((column[h] for h in head[5:]), row[5:], strict=True):
             value = rec[name]
             assert (cell == str(value) if isinstance(value, str)
                     else float(cell) == pytest.approx(float(value), rel=1e-5)), name

@@ -32,8 +32,10 @@ def test_train_saves_a_model_that_attack_reads(csv, capsys):
     model = root / "det"
     assert main(["train", str(path), "--label-column", "verdict", "--benign-label", "ok",
                  "--epochs", "15", "--hidden", "32", "--out", str(model)]) == 0
-    out = capsys.readouterr().out
-    assert "test: accuracy" in out and "detection rate" in out
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == f"model: {model}"  # the terminal ends with the clean metrics and path
+    assert lines[-2].startswith(f"mlp detector on {path}, clean test split: accuracy ")
+    assert "detection rate" in lines[-2] and "false-positive rate" in lines[-2]
     meta = json.loads(model.with_suffix(".json").read_text())
     assert meta["data"] == {"dataset": "tabular", "options": {
         "label_column": "verdict", "benign_label": "ok", "scheme": "binary"}}

@@ -38,7 +38,17 @@ def test_good_file_parses_with_defaults():
     assert [a.attack for a in cfg.attacks] == ["fgsm", "pgd"]
     assert cfg.attacks[1].options() == {"steps": 5}
     assert cfg.threat.eps == [0.0, 0.05, 0.1]  # sorted, clean point added
-    assert cfg.threat.constraints == ["valid"] and cfg.threat.mode == "all"
+    assert cfg.threat.constraints == ["valid"] and cfg.threat.mode == "auto"
+
+
+def test_the_default_threat_is_evasion_when_the_data_have_a_benign_class():
+    threat = parse_config(GOOD).threat
+    assert threat.resolved_mode(has_benign=True) == "evasion" and threat.evasion()
+    assert threat.resolved_mode(has_benign=False) == "all"
+    assert not threat.evasion(has_benign=False)
+    for mode in ("all", "evasion"):  # set explicitly: the data do not change it
+        pinned = parse_config(GOOD.replace("[threat]", f'[threat]\nmode = "{mode}"')).threat
+        assert pinned.resolved_mode(True) == pinned.resolved_mode(False) == mode
 
 
 @pytest.mark.parametrize(

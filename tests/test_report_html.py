@@ -1,14 +1,16 @@
 """The report a security researcher trusts at a glance (issue 15), parsed with html.parser.
 
-On the demo and on a small NSL-KDD run: the headline names the valid-record worst case, evasion
-and induced false alarms are stated apart, every detector has a clean-metrics card that agrees
-with the ε = 0 rows, no NaN text, no check that did not run shown as ok, human-readable table
-headers, every contents link has its target, and the terminal ends with the headline and the
-report path.
+On the demo, on a small NSL-KDD run and on an ``advsec attack`` report of its detector: the
+headline names the valid-record worst case, evasion and induced false alarms are stated apart
+(or the headline says benign records are not attacked, in evasion mode, the default with a
+benign class), every detector has a clean-metrics card that agrees with the ε = 0 rows, no NaN
+text, no check that did not run shown as ok, human-readable table headers, every contents link
+has its target, and the terminal ends with the headline and the report path.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -144,26 +146,40 @@ def nsl(tmp_path_factory, shared_datasets) -> Path:
     return root / "nsl"
 
 
-def _check_common(page: Page) -> None:
-    """What both reports must satisfy."""
+def _check_common(page: Page, *, benign_attacked: bool) -> None:
+    """What every report must satisfy (``benign_attacked``: every record attacked, not evasion
+    only)."""
     visible = " ".join(page.text)
     assert not re.search(r"\bnan\b", visible, re.IGNORECASE), "NaN shown as text"
     assert page.headers and not [h for h in page.headers if SNAKE.search(h)], [
         h for h in page.headers if SNAKE.search(h)]
+    contents = [link for link in page.links if link.startswith("#")]
+    assert contents  # the table of contents
     for link in page.links:
         assert not link.startswith(("http:", "https:", "//"))
         if link.startswith("#"):
             assert link[1:] in page.ids, link
     assert "Valid-record" in page.headline and "worst case" in page.headline
-    assert "evasion rate" in page.headline and "induced false-alarm rate" in page.headline
+    assert "evasion rate" in page.headline
+    if benign_attacked:  # evasion and induced false alarms, apart
+        assert "induced false-alarm rate" in page.headline
+        assert "benign records are not attacked" not in page.headline
+    else:
+        assert "benign records are not attacked" in page.headline
+        assert "induced false-alarm rate" not in page.headline
     assert "Evasion rate (malicious → benign)" in page.headers
     assert "Induced false-alarm rate (benign → malicious)" in page.headers
+    assert page.cards and all(re.fullmatch(r"[01]\.\d{3}", v) for v in page.cards.values())
+    # a check that could not run (its detail "n/a: ...") is never shown as ok
+    for row in page.rows:
+        if "ok" in row:
+            assert not any(cell.startswith("n/a") for cell in row), row
 
 
 def test_demo_report(demo):
     out = demo
     page = parse(out / "report.html")
-    _check_common(page)
+    _check_common(page, benign_attacked=True)  # the classic study: every record attacked
     sweep = pd.read_csv(out / "sweep.csv")
     assert set(page.cards) == {"mlp"}
     zero = sweep[sweep.eps == 0].accuracy.mean()
@@ -173,16 +189,19 @@ def test_demo_report(demo):
 
 def test_nsl_kdd_report(nsl):
     page = parse(nsl / "report.html")
-    _check_common(page)
+    _check_common(page, benign_attacked=False)  # no [threat] mode: evasion, the data have normal
+    assert json.loads((nsl / "metrics.json").read_text())["threat_mode"] == "evasion"
     sweep = pd.read_csv(nsl / "sweep.csv")
+    assert (sweep[sweep.evaluation == "adaptive"].false_alarm_rate == 0).all()
     zero = sweep[sweep.eps == 0].groupby(["detector", "defense"]).accuracy.mean()
     expected = {d if f == "none" else f"{d} + {f}": v for (d, f), v in zero.items()}
     assert set(page.cards) == set(expected) == {"mlp", "forest"}  # the baseline has a card
     for name, value in expected.items():
         assert float(page.cards[name]) == pytest.approx(value, abs=5e-4), name
-    text = " ".join(page.text)
+    text = " ".join(" ".join(page.text).split())  # whitespace normalised
     # the data section: splits, the subset and how it was drawn, test-only classes, features
     assert "200 of the 22,544 test records" in text and "uniformly at random" in text
+    assert "Threat mode: evasion" in text and 'mode = "auto"' in text
     assert "17 attack names absent from training" in text
     assert "attacker-controlled" in text and "increase" in text
     # checks that did not run are "not run", never "ok"
@@ -203,8 +222,44 @@ def test_nsl_kdd_report(nsl):
 def test_terminal_ends_with_the_headline_and_the_report(tmp_path, shared_datasets, capsys):
     f = tmp_path / "nsl.toml"
     f.write_text(NSL_SMALL.format(root=shared_datasets / "nsl-kdd").replace(
-        'steps = 3', 'steps = 1').replace("[0, 0.01, 0.1]", "[0, 0.1]"))
+        'steps = 3', 'steps = 1').replace("[0, 0.01, 0.1]", "[0, 0.1]").replace(
+        "[threat]", '[threat]\nmode = "all"'))  # every record: false alarms stated apart
     assert main(["run", str(f), "--out", str(tmp_path / "run")]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
     assert lines[-1].startswith("report: ") and lines[-1].endswith("report.html")
     assert lines[-2].startswith("Valid-record attacks at ε 0.1, worst case over 2 attacks")
+    assert "induced false-alarm rate" in lines[-2]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["threat_mode"] == "all"
+    page = parse(tmp_path / "run" / "report.html")
+    _check_common(page, benign_attacked=True)
+    assert "Threat mode: every record attacked" in " ".join(" ".join(page.text).split())
+
+
+def test_attack_report(nsl, shared_datasets, tmp_path, capsys):
+    out = tmp_path / "attack"
+    assert main(["attack", "--model", str(nsl / "models" / "mlp-s0"), "--root",
+                 str(shared_datasets / "nsl-kdd"), "--attack", "pgd", "--steps", "3",
+                 "--eps", "0.05,0.1", "--max-rows", "200", "--out", str(out)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    assert lines[-1] == f"report: {out / 'report.html'}"
+    page = parse(out / "report.html")
+    assert lines[-2] == page.headline  # the terminal and the page: the same headline
+    _check_common(page, benign_attacked=False)  # evasion: the default with a benign class
+    results = pd.read_csv(out / "results.csv")
+    assert set(page.cards) == {"mlp-s0"}
+    assert float(page.cards["mlp-s0"]) == pytest.approx(results.accuracy.iloc[0], abs=5e-4)
+    assert json.loads((out / "attack.json").read_text())["mode"] == "auto: evasion"
+    assert "Valid-record pgd at ε 0.1 (the worst case: the only attack" in page.headline
+
+
+def test_the_default_threat_resolves_with_the_data():
+    from advsec.cli.attack import resolve_evasion
+    from advsec.experiments.config import ThreatConfig
+
+    assert ThreatConfig().mode == "auto"
+    assert ThreatConfig().resolved_mode(has_benign=True) == "evasion"
+    assert ThreatConfig().resolved_mode(has_benign=False) == "all"
+    assert resolve_evasion(None, has_benign=True) == (True, "auto: evasion")
+    assert resolve_evasion(None, has_benign=False)[0] is False
+    assert resolve_evasion(False, has_benign=True) == (False, "all")
+    assert resolve_evasion(True, has_benign=True) == (True, "evasion")

@@ -173,6 +173,12 @@ def test_quick_run_of_the_command_writes_a_complete_report(tmp_path, kdd_root):
                     "Where the original protocol overstates robustness"):
         assert heading in report
     assert "QUICK RUN" in report
+    # the terminal ends with the headline sentence (also the report's) and the report path
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert lines[-1] == f"report: {out.resolve() / 'report.html'}"
+    assert lines[-2] == metrics["headline"]["sentence"]
+    assert lines[-2].startswith("KDD Cup 99 at ε") and "worst case" in lines[-2]
+    assert 'id="headline"' in report
     # an existing run directory is refused without --force
     again = CliRunner().invoke(_app(), ["reproduce", "kdd99-adversarial-training", "--quick",
                                         "--out", str(out), "--root", str(kdd_root)])

@@ -26,7 +26,7 @@ from advsec.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from advsec.features.space import FeatureSpace
 
-__all__ = ["attack_command", "run_attack"]
+__all__ = ["attack_command", "resolve_evasion", "run_attack"]
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,10 @@ def attack_command(
     valid: bool = typer.Option(True, "--valid/--unconstrained", help="Keep records valid "
                                "(mutable features, bounds, repair) or attack the plain [0, 1] "
                                "box (the unconstrained baseline)."),
-    evasion: bool = typer.Option(False, "--evasion", help="Attack malicious records only, "
-                                 "towards benign."),
+    evasion: bool | None = typer.Option(None, "--evasion/--all-records", help="Attack "
+                                        "malicious records only, towards benign, or every "
+                                        "record (benign ones towards false alarms too); "
+                                        "default: evasion when the model has a benign class."),
     out: Path = typer.Option(Path("runs/attack"), "--out", "-o",
                              help="Output folder (written atomically)."),
     fmt: str = typer.Option("csv", "--format", "-f", help="Adversarial records: csv or parquet."),
@@ -83,13 +85,22 @@ def attack_command(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/report.html "
                                 "(one self-contained page: table, plot, red flags, sample)."),
+    verify: list[str] | None = typer.Option(None, "--verify", help="Also verify the detector "
+                                            "(a ReLU MLP) on the attacked records at every ε: "
+                                            "crown or ibp, repeatable or a comma list; writes "
+                                            "verify.csv (certified accuracy, a lower bound, "
+                                            "beside the attack's, an upper bound)."),
 ) -> None:
     """Attack a saved detector over an eps list; write the result table and the records.
 
-    OUT gets results.csv (one row per eps: accuracy, detection rate, attack success rate,
-    perturbation, valid share, seconds), adversarial.csv or .parquet (every attacked record in
+    Evasion first: with a benign class only the malicious records are attacked, towards
+    benign, unless --all-records. OUT gets results.csv (one row per eps: accuracy, detection
+    rate, evasion and induced false-alarm rates, attack success rate, perturbation, valid share,
+    seconds), adversarial.csv or .parquet (every attacked record in
     its original columns, beside its record id, true label, clean and adversarial predictions,
-    success and validity), attack.json (the settings) and, unless --no-report, report.html.
+    success and validity), attack.json (the settings), unless --no-report report.html and,
+    with --verify, verify.csv (per verifier and eps: verified accuracy, the attack's accuracy
+    on the same records, their gap and the records both verified and broken, which must be 0).
 
     The first row of results.csv is always eps 0, the clean baseline: the unmodified records
     scored, never attacked, whether or not --eps lists 0 (listed, it is not attacked either).
@@ -100,7 +111,7 @@ def attack_command(
         benign_label=benign_label, schema=schema, split=split, scheme=scheme, attack=attack,
         eps=parse_floats(eps, option="--eps"), steps=steps, norm=norm, valid=valid,
         evasion=evasion, out=out, fmt=fmt, max_rows=max_rows, seed=seed, device=device,
-        force=force, report=report, inputs=inputs, onnx_classes=classes,
+        force=force, report=report, inputs=inputs, onnx_classes=classes, verify=verify,
     )
     table = summary["table"]
     for row in table.itertuples():
@@ -110,9 +121,15 @@ def attack_command(
             f"valid {row.valid_share:.3f}")
     from advsec.reporting.attack_report import attack_headline
 
-    console.print(attack_headline({"attack": attack, "valid": valid, "evasion": evasion},
-                                  table), soft_wrap=True, markup=False, highlight=False)
+    for row in summary["verify"].itertuples():
+        console.print(f"{row.verifier} eps={row.eps:g}: verified accuracy "
+                      f"{row.verified_accuracy:.3f} (certified) vs attacked "
+                      f"{row.attacked_accuracy:.3f}, {int(row.verified_broken)} verified yet "
+                      "broken", soft_wrap=True)
     console.print(f"wrote {summary['out']}")
+    console.print(attack_headline({"attack": attack, "valid": valid,
+                                   "evasion": summary["evasion"]}, table),
+                  soft_wrap=True, markup=False, highlight=False)
     page = Path(summary["out"]) / "report.html"
     if page.is_file():
         console.print(f"report: {page}", soft_wrap=True)
@@ -134,7 +151,7 @@ def run_attack(
     steps: int | None,
     norm: str,
     valid: bool,
-    evasion: bool,
+    evasion: bool | None,
     out: Path,
     fmt: str,
     max_rows: int | None,
@@ -144,8 +161,12 @@ def run_attack(
     report: bool = True,
     inputs: str = "raw",
     onnx_classes: str | None = None,
+    verify: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The work behind ``advsec attack``; returns ``{"table": DataFrame, "out": Path}``.
+    """The work behind ``advsec attack``; returns ``{"table": DataFrame, "out": Path,
+    "verify": DataFrame, "evasion": bool}`` (``verify``: one row per verifier and ε, empty
+    without ``verify``, :mod:`advsec.experiments.verify_stage`; ``evasion``: the mode in
+    effect, ``evasion=None`` resolved to evasion when the model has the benign class).
 
     The records are read as the model's training table was: the model JSON's ``data`` options
     (:func:`advsec.models.io.load_data_options`) under the CLI's ``label_column``,
@@ -156,6 +177,7 @@ def run_attack(
     from advsec.attacks.validity import valid_records
     from advsec.cli.foreign import is_foreign, load_foreign
     from advsec.experiments.rundir import atomic_run_dir
+    from advsec.experiments.verify_stage import cli_verifiers, verify_attack
     from advsec.models.detector import resolve_device
     from advsec.models.io import load_model
 
@@ -170,6 +192,7 @@ def run_attack(
         raise ConfigError(f"--split: expected test or train, got {split!r}")
     if norm not in spec.norms:
         raise ConfigError(f"--norm: {name} supports {' or '.join(spec.norms)}, got {norm!r}")
+    verifiers = cli_verifiers(verify)
     if any(e < 0 for e in eps):
         raise ConfigError("--eps: budgets must be >= 0")
     if norm == "linf" and any(e > 1 for e in eps):
@@ -199,6 +222,7 @@ def run_attack(
                         f"its feature space to attack raw records")
     if schema is not None and not is_foreign(model):
         space = _with_schema_file(space, schema, model)
+    cli_verifiers(verifiers, det)
     stored = getattr(det, "data_", None)
     if data is not None:
         table, labels, benign_value = _read_like_training(
@@ -229,6 +253,7 @@ def run_attack(
     y = det.encode_labels(labels)
     benign = benign_value if benign_value in classes else None
     benign_class = classes.index(str(benign)) if benign is not None else 0
+    evasion, mode = resolve_evasion(evasion, has_benign=benign is not None)
 
     opts: dict[str, Any] = {"eps": eps, "seed": seed, "evasion": evasion,
                             "benign_class": benign_class, "norm": norm,
@@ -245,7 +270,15 @@ def run_attack(
 
     t0 = time.perf_counter()
     sweep_table, x_adv, pred_clean, pred_adv = _sweep(det, atk, x, y, eps, space, benign_class)
+    if benign is not None:  # evasion and induced false alarms, apart
+        from advsec.evaluation.evasion import add_evasion_columns
+
+        sweep_table = add_evasion_columns(sweep_table, y.numpy(), pred_clean, pred_adv,
+                                          benign_class)
     seconds = time.perf_counter() - t0
+    verify_table, verify_flags = verify_attack(
+        verifiers, det, x, y, pred_adv, space=space if valid else None, benign=benign_class,
+        evasion=evasion, detector=Path(model).name)
 
     ids = table.index.to_numpy()
     frames = []
@@ -269,9 +302,9 @@ def run_attack(
                 if root else None, "scheme": scheme, "schema": str(schema) if schema else None,
                 "data_options": stored["options"] if stored else None, "attack": name,
                 "eps": eps, "steps": steps, "norm": norm, "valid": valid, "evasion": evasion,
-                "rows": len(table),
+                "mode": mode, "rows": len(table),
                 "seed": seed, "device": dev, "seconds": round(seconds, 3),
-                "classes": classes, "benign_class": benign_class}
+                "classes": classes, "benign_class": benign_class, "verify": verifiers}
     with atomic_run_dir(out, force=force) as tmp:
         sweep_table.to_csv(tmp / "results.csv", index=False)
         if fmt == "csv":
@@ -279,12 +312,25 @@ def run_attack(
         else:
             records.to_parquet(tmp / "adversarial.parquet", index=False)
         (tmp / "attack.json").write_text(json.dumps(settings, indent=2) + "\n")
+        if verifiers:
+            verify_table.to_csv(tmp / "verify.csv", index=False)
         if report:
             from advsec.reporting.attack_report import write_attack_report
 
             write_attack_report(tmp, settings=settings, table=sweep_table, records=records,
-                                clean=table, model=det, x=x, y=y)
-    return {"table": sweep_table, "out": out}
+                                clean=table, model=det, x=x, y=y, verify=verify_table,
+                                verify_flags=verify_flags)
+    return {"table": sweep_table, "out": out, "verify": verify_table, "evasion": evasion}
+
+
+def resolve_evasion(evasion: bool | None, *, has_benign: bool) -> tuple[bool, str]:
+    """``(evasion, mode)``: the mode in effect and how attack.json states it. Evasion first:
+    ``evasion=None`` (neither --evasion nor --all-records) is evasion when the model has the
+    benign class, else every record."""
+    if evasion is None:
+        return has_benign, "auto: " + ("evasion" if has_benign else
+                                       "all (the model has no benign class)")
+    return evasion, "evasion" if evasion else "all"
 
 
 def _read_like_training(space: FeatureSpace, stored: dict[str, Any] | None, model: Path,

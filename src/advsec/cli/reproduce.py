@@ -73,4 +73,7 @@ def reproduce_command(
     for model, claimed in h["hardened_original_protocol"].items():
         console.print(f"{model}: {claimed:.4f} by the original protocol, "
                       f"{h['hardened_adaptive_worst_case'][model]:.4f} attacked afresh")
-    console.print(f"{result.seconds / 60:.1f} min · report: {result.report}")
+    console.print(f"{result.seconds / 60:.1f} min")
+    if h.get("sentence"):
+        console.print(h["sentence"], soft_wrap=True, markup=False, highlight=False)
+    console.print(f"report: {result.report}", soft_wrap=True)

@@ -85,12 +85,16 @@ def train_command(
         batch_size=batch_size, lr=lr, n_estimators=n_estimators, max_depth=max_depth,
         max_train_rows=max_train_rows, seed=seed, out=out, force=force)
     m = summary["metrics"]
-    console.print(f"test: accuracy {m['accuracy']:.3f}, detection rate "
-                  f"{m['detection_rate']:.3f}, false-positive rate {m['fpr']:.3f} "
-                  f"({summary['test_rows']:,} records)", markup=False, highlight=False)
     for flag in summary["red_flags"]:
         err_console.print(f"red flag: {flag}", markup=False, highlight=False)
     console.print(f"wrote {summary['files']}", markup=False, highlight=False)
+    # the last lines: the clean metrics in one sentence, then the model path
+    console.print(f"{kind} detector on {data}, clean test split: accuracy {m['accuracy']:.3f}, "
+                  f"detection rate {m['detection_rate']:.3f}, false-positive rate "
+                  f"{m['fpr']:.3f} ({summary['test_rows']:,} records"
+                  + (f"; {len(summary['red_flags'])} red flag(s) above" if summary["red_flags"]
+                     else "") + ").", soft_wrap=True, markup=False, highlight=False)
+    console.print(f"model: {summary['model']}", soft_wrap=True, markup=False, highlight=False)
 
 
 def train_detector(

@@ -181,34 +181,38 @@ def _delimiter_hint(line: str, delimiter: str) -> str:
     return ""
 
 
-def read_csv(
+@dataclass(frozen=True)
+class CsvLayout:
+    """What :func:`csv_layout` learns from a CSV file's first line before any parse.
+
+    Attributes:
+        path: the file.
+        columns: column names (the header's, stripped and made unique, or the given names).
+        duplicates: ``{renamed: original}`` for repeated header names.
+        skip: lines before the first record (the header and blank lines before it; 0 without
+            a header).
+        expect: the description of the expected content used in error messages.
+    """
+
+    path: Path
+    columns: list[str]
+    duplicates: dict[str, str]
+    skip: int
+    expect: str
+
+
+def csv_layout(
     path: str | Path,
     *,
     header: bool,
     names: Sequence[str] | None = None,
-    types: Mapping[str, pa.DataType] | None = None,
     required: Sequence[str] = (),
     delimiter: str = ",",
-    quoted: bool = True,
     what: str = "",
-) -> CsvTable:
-    """Read a CSV file (plain or gzip) with pyarrow, strictly.
-
-    Args:
-        path: the file.
-        header: whether the first line is a header. A UTF-8 BOM, CRLF line ends and stray spaces
-            around header names are handled; duplicate names get ``.1``, ``.2`` suffixes.
-        names: column names for a headerless file (the field count must match).
-        types: pyarrow types for some columns (others are inferred).
-        required: columns a header must contain.
-        delimiter: the field separator.
-        quoted: whether fields may be quoted with ``"``; False parses a little faster.
-        what: a short description of the expected content for error messages
-            (e.g. ``"42 comma-separated KDD'99 fields"``).
-
-    Returns:
-        A :class:`CsvTable`.
-    """
+) -> CsvLayout:
+    """The checks :func:`read_csv` makes before parsing (the file exists and is text, the header
+    or the first record has the expected fields) and the column names; the arguments are
+    :func:`read_csv`'s. Shared with the chunked reader (:mod:`advsec.datasets.stream`)."""
     path = Path(path)
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
         raise ConfigError(f"delimiter: expected one character (not a quote or a line end), "
@@ -245,8 +249,44 @@ def read_csv(
                 f"{path}, row 1: expected {len(columns)} fields, got {len(raw_fields)}"
                 f"{_delimiter_hint(text, delimiter)}"
             )
+    return CsvLayout(path=path, columns=columns, duplicates=duplicates,
+                     skip=line_no if header else 0, expect=expect)
+
+
+def read_csv(
+    path: str | Path,
+    *,
+    header: bool,
+    names: Sequence[str] | None = None,
+    types: Mapping[str, pa.DataType] | None = None,
+    required: Sequence[str] = (),
+    delimiter: str = ",",
+    quoted: bool = True,
+    what: str = "",
+) -> CsvTable:
+    """Read a CSV file (plain or gzip) with pyarrow, strictly.
+
+    Args:
+        path: the file.
+        header: whether the first line is a header. A UTF-8 BOM, CRLF line ends and stray spaces
+            around header names are handled; duplicate names get ``.1``, ``.2`` suffixes.
+        names: column names for a headerless file (the field count must match).
+        types: pyarrow types for some columns (others are inferred).
+        required: columns a header must contain.
+        delimiter: the field separator.
+        quoted: whether fields may be quoted with ``"``; False parses a little faster.
+        what: a short description of the expected content for error messages
+            (e.g. ``"42 comma-separated KDD'99 fields"``).
+
+    Returns:
+        A :class:`CsvTable`.
+    """
+    layout = csv_layout(path, header=header, names=names, required=required,
+                        delimiter=delimiter, what=what)
+    path, columns, duplicates, expect = layout.path, layout.columns, layout.duplicates, \
+        layout.expect
     col_types = {k: v for k, v in (types or {}).items() if k in columns}
-    skip = line_no if header else 0
+    skip = layout.skip
     key = (f"{columns}|{sorted((k, str(v)) for k, v in col_types.items())}|{header}|"
            f"{delimiter}|{quoted}|{skip}")
     cached = _cache_load(path, key)

@@ -92,6 +92,11 @@ class WorstCase:
         s["evaded"] |= s["caught"] & (pa == b)
         s["alarmed"] |= s["passed"] & (pa != b)
 
+    def correct(self, eps: float) -> np.ndarray:
+        """``(N,)`` bool: the records classified correctly under every attack added at ``eps``
+        (a KeyError when no attack was added at it)."""
+        return self._state[float(eps)]["correct"].copy()
+
     def rows(self) -> list[dict[str, float]]:
         """One dict per ε (sorted): ``eps``, ``worst_case_accuracy``,
         ``worst_case_detection_rate``, ``worst_case_evasion_rate``,

@@ -1,10 +1,11 @@
 """What one combination of a run writes, and how the run's tables are gathered back.
 
 ``combos/<key>/`` holds ``clean.csv``, ``sweep.csv``, ``worst.csv``, ``per_class.csv``,
-``features.csv``, ``checks.csv`` (model red-flag checks), ``confusion.json``,
-``adversarial.safetensors``, ``meta.json`` and a ``DONE`` marker; the folder is staged and
-renamed into place only when complete (:func:`advsec.runio.atomic_run_dir`). Reading them back
-is :mod:`advsec.reporting.combos` (re-exported here).
+``features.csv``, ``checks.csv`` (model red-flag checks), ``verify.csv`` (verified against
+attacked accuracy, :mod:`advsec.experiments.verify_stage`; empty without ``[[verifiers]]``),
+``confusion.json``, ``adversarial.safetensors``, ``meta.json`` and a ``DONE`` marker; the folder
+is staged and renamed into place only when complete (:func:`advsec.runio.atomic_run_dir`).
+Reading them back is :mod:`advsec.reporting.combos` (re-exported here).
 
 Also the rest of what a run keeps in its staging folder, safe against ``kill -9``: models saved
 in one rename each (:func:`save_model`, checked on resume by :func:`check_saved_model`), the
@@ -47,12 +48,15 @@ class CombinationResult:
     key: str
     classes: list[str]
     benign: int
+    #: the threat mode in effect (``[threat] mode`` resolved): "evasion" or "all"
+    mode: str = "all"
     clean: list[dict[str, Any]] = field(default_factory=list)
     sweep: list[pd.DataFrame] = field(default_factory=list)
     worst: list[pd.DataFrame] = field(default_factory=list)
     per_class: list[dict[str, Any]] = field(default_factory=list)
     features: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    verify: list[pd.DataFrame] = field(default_factory=list)
     confusion: list[dict[str, Any]] = field(default_factory=list)
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     tensor_index: list[dict[str, Any]] = field(default_factory=list)
@@ -124,11 +128,12 @@ def write_combo(stage: Path, key: str, res: CombinationResult) -> Path:
         pd.DataFrame(res.per_class).to_csv(tmp / "per_class.csv", index=False)
         pd.DataFrame(res.features).to_csv(tmp / "features.csv", index=False)
         pd.DataFrame(res.checks).to_csv(tmp / "checks.csv", index=False)
+        concat_frames(res.verify).to_csv(tmp / "verify.csv", index=False)
         (tmp / "confusion.json").write_text(json.dumps(res.confusion))
         if res.tensors:
             save_file({k: v.contiguous() for k, v in res.tensors.items()},
                       str(tmp / "adversarial.safetensors"))
-        meta = {"key": key, "classes": res.classes, "benign": res.benign,
+        meta = {"key": key, "classes": res.classes, "benign": res.benign, "mode": res.mode,
                 "seconds": res.seconds, "adversarial": res.tensor_index}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         (tmp / "DONE").write_text("complete\n")

@@ -5,10 +5,10 @@ Validated with pydantic before anything runs. Errors name the offending key and 
     advsec: error: nsl.toml, line 14: attacks[1].stepz: unknown key (allowed: name, attack, ...)
 
 A file needs ``[data]`` (with ``dataset``), ``[[detectors]]`` and ``[[attacks]]``; ``[experiment]``,
-``[threat]``, ``[[defenses]]`` and ``[tracking]`` have defaults. Beyond types, what cannot work is
-refused here too: an unknown dataset or loader option, ``path`` without a CSV/Parquet dataset (or
-``root`` with one), an L∞ eps over 1 (eps is a fraction of each feature's range), a surrogate that
-is not an MLP of the file.
+``[threat]``, ``[[defenses]]``, ``[[verifiers]]`` (:mod:`advsec.experiments.verifier_config`) and
+``[tracking]`` have defaults. Beyond types, what cannot work is refused here too: an unknown
+dataset or loader option, ``path`` without a CSV/Parquet dataset (or ``root`` with one), an L∞ eps
+over 1 (eps is a fraction of each feature's range), a surrogate that is not an MLP of the file.
 
 Example::
 
@@ -54,6 +54,7 @@ from pydantic_core import PydanticCustomError
 from advsec.errors import ConfigError
 from advsec.experiments.toml_locations import dotted, line_of
 from advsec.experiments.tomlio import tomllib
+from advsec.experiments.verifier_config import VerifierConfig, VerifierList
 
 __all__ = [
     "FILE_DATASETS",
@@ -253,13 +254,29 @@ class AttackConfig(BaseModel):
 
 
 class ThreatConfig(_Strict):
-    """``[threat]``: the eps grid and what the attacker may do."""
+    """``[threat]``: the eps grid and what the attacker may do.
+
+    ``mode``: ``"evasion"`` attacks the malicious records only, pushed towards benign;
+    ``"all"`` perturbs every record (benign ones towards false alarms too); ``"auto"`` (the
+    default) is evasion when the data have a benign class, else all (:meth:`resolved_mode`).
+    """
 
     eps: list[float] = Field(default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1, 0.2])
     constraints: list[Literal["box", "valid"]] = Field(
         default_factory=lambda: ["valid"], min_length=1)  # type: ignore[arg-type]
-    mode: Literal["all", "evasion"] = "all"
+    mode: Literal["auto", "all", "evasion"] = "auto"
     figure_eps: float | None = None
+
+    def resolved_mode(self, has_benign: bool = True) -> Literal["all", "evasion"]:
+        """The mode in effect on data that have (``has_benign``) or lack a benign class:
+        ``"auto"`` resolves to ``"evasion"`` with one, to ``"all"`` without."""
+        if self.mode == "auto":
+            return "evasion" if has_benign else "all"
+        return self.mode
+
+    def evasion(self, has_benign: bool = True) -> bool:
+        """Whether the attacks run in evasion mode (:meth:`resolved_mode`)."""
+        return self.resolved_mode(has_benign) == "evasion"
 
     @field_validator("eps")
     @classmethod
@@ -330,6 +347,7 @@ class ExperimentConfig(_Strict):
     threat: ThreatConfig = Field(default_factory=ThreatConfig)
     defenses: list[DefenseConfig] = Field(default_factory=list)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    verifiers: VerifierList = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
@@ -457,7 +475,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
 _MODELS: dict[str, type[BaseModel]] = {
     "experiment": ExperimentMeta, "data": DataConfig, "detectors": DetectorConfig,
     "attacks": AttackConfig, "threat": ThreatConfig, "defenses": DefenseConfig,
-    "tracking": TrackingConfig,
+    "tracking": TrackingConfig, "verifiers": VerifierConfig,
 }
 
 

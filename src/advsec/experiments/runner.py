@@ -48,7 +48,9 @@ from advsec.experiments.config import (
 )
 from advsec.experiments.dataload import data_record, load_dataset
 from advsec.experiments.hardening import harden
+from advsec.experiments.tracking import track_run
 from advsec.experiments.transfer import transfer_from
+from advsec.experiments.verify_stage import verify_threat
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
 from advsec.runio import (
@@ -146,7 +148,7 @@ def run_experiment(
         from advsec.reporting.run_report import build_run_report
 
         build_run_report(stage)
-        _track(cfg, stage)
+        track_run(cfg, stage)
     return RunResult(out, len(combos), reused, time.perf_counter() - t0)
 
 
@@ -310,7 +312,7 @@ def _check_attacks(cfg: ExperimentConfig, p: _Prepared, seed: int) -> None:
             try:
                 make_attack(a.attack, eps=cfg.threat.eps, seed=seed,
                             feature_space=p.space if threat == "valid" else None,
-                            evasion=cfg.threat.mode == "evasion", benign_class=benign,
+                            evasion=cfg.threat.evasion(), benign_class=benign,
                             **a.options())
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"attacks[{i}] ({a.label}), {threat!r} threat: "
@@ -371,7 +373,8 @@ def _run_combination(
     benign = classes.index(p.ds.benign_label)
     x_eval = torch.from_numpy(p.x_test[p.eval_idx])
     y_eval = det.encode_labels(p.y_test[p.eval_idx])
-    res = CombinationResult(key=combo.key, classes=classes, benign=benign)
+    res = CombinationResult(key=combo.key, classes=classes, benign=benign,
+                            mode=cfg.threat.resolved_mode(has_benign=True))
     meta = {"seed": combo.seed, "detector": combo.detector.name,
             "defense": combo.defense.label if combo.defense else "none"}
     # clean metrics on the whole test set
@@ -397,7 +400,7 @@ def _run_combination(
             attack = make_attack(
                 a.attack, eps=cfg.threat.eps, seed=combo.seed,
                 feature_space=p.space if threat == "valid" else None,
-                evasion=cfg.threat.mode == "evasion", benign_class=benign, **a.options())
+                evasion=cfg.threat.evasion(), benign_class=benign, **a.options())
             sweep = evaluate_attack(det, attack, x_eval, y_eval, eps=cfg.threat.eps,
                                     name=a.label, space=p.space, benign_class=benign)
             table = add_evasion_columns(sweep.table, y_np, sweep.pred_clean, sweep.pred_adv,
@@ -411,6 +414,7 @@ def _run_combination(
             if combo.defense is not None:
                 res.sweep.append(transfer_from(base, det, attack, x_eval, y_eval, cfg, a.label,
                                                p.space, benign, meta, threat))
+        verify_threat(cfg, threat, det, p.space, x_eval, y_np, benign, worst, meta, res)
         res.worst.append(pd.DataFrame(
             [{**meta, "threat": threat, **row, "attacks": len(cfg.attacks)}
              for row in worst.rows()]))
@@ -443,7 +447,7 @@ def _score_baselines(
     """:func:`_baselines` without the thread limit."""
     out: list[pd.DataFrame] = []
     crafted: dict[tuple[str, str], Any] = {}
-    evasion = cfg.threat.mode == "evasion"
+    evasion = cfg.threat.evasion()  # the benign class is there: _check_splits
     x_np = x_eval.numpy()
     for b in cfg.detectors:
         if b.kind == "mlp" or (b.surrogate or combo.detector.name) != combo.detector.name:
@@ -483,14 +487,4 @@ def _score_baselines(
                     **{**meta, "detector": b.name}, threat=threat,
                     evaluation=f"transfer-from-{combo.detector.name}"))
     return out
-
-
-# ---------------------------------------------------------------------- housekeeping
-def _track(cfg: ExperimentConfig, stage: Path) -> None:
-    """Log the finished run to MLflow when ``[tracking] mlflow`` is on."""
-    if not cfg.tracking.mlflow:
-        return
-    from advsec.experiments.tracking import log_to_mlflow
-
-    log_to_mlflow(cfg, stage)
 

@@ -16,7 +16,7 @@ import pandas as pd
 from advsec.errors import ConfigError
 from advsec.experiments.config import ExperimentConfig
 
-__all__ = ["check_tracking", "log_to_mlflow"]
+__all__ = ["check_tracking", "log_to_mlflow", "track_run"]
 
 
 def check_tracking(cfg: ExperimentConfig) -> None:
@@ -24,6 +24,13 @@ def check_tracking(cfg: ExperimentConfig) -> None:
     if cfg.tracking.mlflow and importlib.util.find_spec("mlflow") is None:
         raise ConfigError("[tracking] mlflow = true, but mlflow is not installed "
                           "(pip install mlflow, or set mlflow = false)")
+
+
+def track_run(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """Log the finished run ``run_dir`` to MLflow when ``[tracking] mlflow`` is on (else
+    nothing)."""
+    if cfg.tracking.mlflow:
+        log_to_mlflow(cfg, run_dir)
 
 
 def log_to_mlflow(cfg: ExperimentConfig, run_dir: Path) -> None:

@@ -12,7 +12,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from html import escape
 from pathlib import Path
@@ -25,18 +25,21 @@ import torch
 
 from advsec.evaluation.checks import Flag, check_model, check_sweep
 from advsec.evaluation.honesty import check_clean
-from advsec.reporting.html import Section, figure_html, kv_html, render_report, table_html
+from advsec.reporting.html import Section, figure_html, kv_html, render_report
 from advsec.reporting.html import versions as library_versions
 from advsec.reporting.plots import SAVE_DPI, plot_robustness
 from advsec.reporting.run_report import flags_section, honesty_warning
+from advsec.reporting.run_sections import verified_summary
+from advsec.reporting.tables import fmt, nice_table
 from advsec.runio import write_text
 
 __all__ = ["RESULT_COLUMNS", "SAMPLE_ROWS", "attack_flags", "attack_headline",
            "write_attack_report"]
 
 #: the columns of the page's result table (all of them are in results.csv)
-RESULT_COLUMNS = ["eps", "accuracy", "detection_rate", "fpr", "attack_success_rate",
-                  "valid_share", "mean_linf", "max_linf", "mean_l2", "n_attacked", "seconds"]
+RESULT_COLUMNS = ["eps", "accuracy", "detection_rate", "evasion_rate", "false_alarm_rate", "fpr",
+                  "attack_success_rate", "valid_share", "mean_linf", "max_linf", "mean_l2",
+                  "n_attacked", "seconds"]
 #: adversarial records shown in the sample
 SAMPLE_ROWS = 6
 #: the most feature columns the sample shows (those the attack changed most often)
@@ -45,6 +48,9 @@ SAMPLE_FEATURES = 6
 PROBE_ROWS = 256
 
 _FRONT = ["record_id", "label", "pred_clean", "pred_adv", "success", "valid"]
+#: the headers of the sample's first columns (then one per shown feature)
+_SAMPLE_HEAD = ("Record id", "True label", "Prediction (clean → adversarial)", "Attack succeeded",
+                "Valid record")
 #: added to the report's style sheet: wrapped, left-aligned flag texts; changed cells
 _CSS = ("#red-flag-checks td,#red-flag-checks th{text-align:left;white-space:normal}"
         "#sample-records td:nth-child(-n+3),#sample-records th:nth-child(-n+3)"
@@ -63,6 +69,8 @@ def write_attack_report(
     model: Any = None,
     x: torch.Tensor | None = None,
     y: torch.Tensor | None = None,
+    verify: pd.DataFrame | None = None,
+    verify_flags: Sequence[Flag] = (),
 ) -> Path:
     """Write ``out_dir/report.html`` and return its path.
 
@@ -77,21 +85,27 @@ def write_attack_report(
             clean values the sample compares with (default: the ε = 0 block, when exported).
         model, x, y: the detector and its encoded inputs ``(N, D)`` and class indices ``(N,)``
             for the gradient and logit checks (skipped without them or for a tree ensemble).
+        verify, verify_flags: ``advsec attack --verify``: the verified-against-attacked rows
+            (:data:`advsec.evaluation.verified.VERIFY_COLUMNS`) and the soundness flags
+            (a "Verified vs attacked" section; none without them).
     """
     scoped = _scoped_flags(table, records, settings=settings, model=model, x=x, y=y)
+    scoped += [("verification", f) for f in verify_flags]
     checks = pd.DataFrame([{"scope": scope, "check": f.name, "ok": f.ok, "detail": f.detail}
                            for scope, f in scoped])
     summary = _summary(settings, table)
-    raised = [f"{f.name}: {f.detail}" for scope, f in scoped if not f.ok and scope != "clean"]
+    raised = [f"{f.name}: {f.detail}" for scope, f in scoped
+              if not f.ok and scope not in ("clean", "verification")]  # those: honesty_warning
     summary.body[:0] = honesty_warning(checks) + ([
         '<p class="flag-bad">Red flag: ' + "; ".join(escape(r) for r in raised)
         + " (see Red-flag checks).</p>"] if raised else [])
     sections = [summary, _results(settings, table), _curve(settings, table),
-                flags_section(checks), _sample(settings, records, clean),
-                _settings(settings)]
+                _verified(settings, verify), flags_section(checks),
+                _sample(settings, records, clean), _settings(settings)]
     name = Path(str(settings.get("model", "model"))).name
     html = render_report(
-        f"advsec attack — {settings.get('attack', '?')} against {name}", sections,
+        f"advsec attack — {settings.get('attack', '?')} against {name}",
+        [s for s in sections if s is not None],
         subtitle=f"dataset {settings.get('dataset', '?')} ({settings.get('split', '?')}) · "
                  f"{settings.get('rows', len(clean) if clean is not None else '?')} records",
         css=_CSS)
@@ -120,17 +134,27 @@ def attack_flags(
 
 
 def attack_headline(settings: Mapping[str, Any], table: pd.DataFrame) -> str:
-    """The one-line headline of an attack at its largest ε: who attacked (valid records or
-    unconstrained), detection rate clean → attacked, attack success (the terminal's line)."""
+    """The one-line headline of an attack at its largest ε (the report's, and the terminal's
+    line before the report path): who attacked (valid records or unconstrained), the detection
+    rate clean → attacked, the evasion rate and, apart, the induced false-alarm rate (when
+    benign records were attacked too), then accuracy and attack success."""
     if table.empty:
         return ""
     base, top = table.iloc[0], table.loc[table["eps"].idxmax()]
     who = "Valid-record" if settings.get("valid", True) else "Unconstrained (box)"
-    goal = "evasion" if settings.get("evasion") else "every record attacked"
-    return (f"{who} {settings.get('attack', '?')} at ε {top.eps:g} ({goal}): detection rate "
-            f"{_num(base.detection_rate)} → {_num(top.detection_rate)}, accuracy "
-            f"{_num(base.accuracy)} → {_num(top.accuracy)}, attack success "
-            f"{_pct(top.attack_success_rate)} of {int(top.n_attacked)} attacked records.")
+    evasion = bool(settings.get("evasion"))
+    goal = "evasion: malicious records only" if evasion else "every record attacked"
+    text = (f"{who} {settings.get('attack', '?')} at ε {top.eps:g} (the worst case: the only "
+            f"attack; {goal}): detection rate {_num(base.detection_rate)} → "
+            f"{_num(top.detection_rate)}")
+    if "evasion_rate" in table.columns:
+        text += (f"; evasion rate {_pct(top.evasion_rate)} of the malicious records caught "
+                 "before the attack")
+        text += ("; benign records are not attacked" if evasion else
+                 f"; induced false-alarm rate {_pct(top.false_alarm_rate)} of the benign "
+                 "records passed before the attack")
+    return (f"{text}; accuracy {_num(base.accuracy)} → {_num(top.accuracy)}, attack success "
+            f"{_pct(top.attack_success_rate)} of {fmt(top.n_attacked)} attacked records.")
 
 
 # ---------------------------------------------------------------------- checks
@@ -191,29 +215,30 @@ def _check_valid(table: pd.DataFrame, *, valid: bool) -> Flag:
 def _summary(settings: Mapping[str, Any], table: pd.DataFrame) -> Section:
     """Headline cards (clean and at the largest ε), one sentence, model, data and attack."""
     base, top = table.iloc[0], table.loc[table["eps"].idxmax()]
-    cards = [("clean accuracy (ε = 0)", base.accuracy, f"detection rate {base.detection_rate:.3f}"
-              f" · FPR {base.fpr:.3f}"),
-             (f"accuracy at ε = {top.eps:g}", top.accuracy,
-              f"detection rate {top.detection_rate:.3f}"),
+    name = Path(str(settings.get("model", "model"))).name
+    alarms = ("benign records not attacked" if settings.get("evasion") else
+              f"induced false alarms {_pct(top.get('false_alarm_rate', math.nan))}")
+    cards = [("clean accuracy (ε = 0)", base.accuracy, f"{name}: detection rate "
+              f"{_num(base.detection_rate)} · FPR {_num(base.fpr)}"),
+             (f"detection rate at ε = {top.eps:g}", top.detection_rate,
+              f"evasion rate {_pct(top.get('evasion_rate', math.nan))} · {alarms}"),
              (f"attack success at ε = {top.eps:g}", top.attack_success_rate,
-              f"of {int(top.n_attacked)} attacked records"),
+              f"of {fmt(top.n_attacked)} attacked records"),
              (f"valid share at ε = {top.eps:g}", top.valid_share,
               "adversarial records that are real records")]
-    body = ['<div class="cards">' + "".join(
-        f'<div class="card">{escape(label)}<b>{_num(value)}</b>{escape(note)}</div>'
-        for label, value, note in cards) + "</div>"]
-    if top.eps > 0:
-        body.append(f"<p><b>At ε = {top.eps:g}</b>, {escape(_attack_label(settings))} brings "
-                    f"the detector from accuracy {_num(base.accuracy)} to {_num(top.accuracy)} "
-                    f"and detection rate {_num(base.detection_rate)} to "
-                    f"{_num(top.detection_rate)} (attack success rate "
-                    f"{_pct(top.attack_success_rate)}).</p>")
+    body = [f'<p class="headline" id="headline">{escape(attack_headline(settings, table))}</p>',
+            '<div class="cards">' + "".join(
+                f'<div class="card{" clean-card" if i == 0 else ""}"'
+                + (f' data-detector="{escape(name)}"' if i == 0 else "")
+                + f'>{escape(title)}<b>{_num(value)}</b><span class="sub">{escape(note)}</span>'
+                "</div>" for i, (title, value, note) in enumerate(cards)) + "</div>"]
     body.append(kv_html({
         "model": settings.get("model", "?"),
         "data": f"{settings.get('dataset', '?')} ({settings.get('split', '?')} split, "
                 f"{settings.get('rows', '?')} records)",
         "classes": ", ".join(str(c) for c in settings.get("classes", [])),
         "attack": _attack_label(settings),
+        "threat mode": settings.get("mode") or ("evasion" if settings.get("evasion") else "all"),
         "steps": settings.get("steps") if settings.get("steps") is not None
         else "the attack's default",
         "ε": ", ".join(f"{e:g}" for e in table["eps"]),
@@ -228,12 +253,16 @@ def _results(settings: Mapping[str, Any], table: pd.DataFrame) -> Section:
     return Section("Results per ε", [
         f"<p class=\"note\">ε: the {unit} budget in the detector's [0, 1] input space (a "
         "fraction of each feature's range). <b>ε = 0 is the clean baseline</b>: the "
-        "detector's predictions on the unmodified records, never attacked. Attack success "
-        "rate: share of the records the attack could break (correctly classified before; "
-        "evasion: the malicious records the detector caught) that it broke. Valid share, "
-        "perturbations (mean/max L∞, mean L2) and n_attacked are over the attacked records; "
-        "seconds: the attack's time per ε. Every column is in results.csv.</p>",
-        f'<div id="results-table">{table_html(table[cols])}</div>'])
+        "detector's predictions on the unmodified records, never attacked. <b>Evasion "
+        "rate</b>: malicious records the detector caught before the attack that it calls "
+        "benign after it; <b>induced false-alarm rate</b>: benign records it passed before the "
+        "attack that it flags after it (0 in evasion mode: benign records are not attacked). "
+        "Attack success rate: share of the records the attack could break (correctly "
+        "classified before; evasion: the malicious records the detector caught) that it broke. "
+        "Valid records, perturbations (mean/max L∞, mean L2) and records attacked are over "
+        "the attacked records; time: the attack's per ε. Every column is in results.csv.</p>",
+        nice_table(table[cols], caption="Results per ε (ε = 0: the clean baseline)",
+                   fold=False, table_id="results-table")])
 
 
 def _curve(settings: Mapping[str, Any], table: pd.DataFrame) -> Section:
@@ -250,6 +279,24 @@ def _curve(settings: Mapping[str, Any], table: pd.DataFrame) -> Section:
     return Section("Robust accuracy against ε", [figure_html(
         buf.getvalue(), "Accuracy (left) and detection rate (right) of the detector under the "
         "attack at each ε; the point at ε = 0 is the clean baseline.")])
+
+
+def _verified(settings: Mapping[str, Any], verify: pd.DataFrame | None) -> Section | None:
+    """Verified against attacked per verifier and ε (None without ``--verify``)."""
+    if verify is None or verify.empty:
+        return None
+    region = ("the valid-record box" if settings.get("valid", True) else "the plain [0, 1] box")
+    who = "the malicious records" if settings.get("evasion") else "every record"
+    t = verified_summary(verify, by=("verifier", "eps"))
+    return Section("Verified vs attacked", [
+        f"<p class=\"note\">On the attacked records ({who}), at each ε of the L∞ region "
+        f"around each record ({region}, which contains the attack's L2 ball as well). "
+        "<b>Verified accuracy</b> is certified, a <i>lower bound</i> on the robust accuracy; "
+        "the <b>attacked accuracy</b> (records this attack did not break) is an <i>upper "
+        "bound</i>; the gap is what neither settles. A record both verified and broken is a "
+        "soundness bug (a red flag). Every column is in verify.csv.</p>",
+        '<div id="verified-table">'
+        + nice_table(t, caption="Verified vs attacked per ε", fold=False) + "</div>"])
 
 
 def _sample(settings: Mapping[str, Any], records: pd.DataFrame,
@@ -277,8 +324,9 @@ def _sample(settings: Mapping[str, Any], records: pd.DataFrame,
     shown = [c for c in moved.sort_values(ascending=False, kind="stable").index
              if moved[c] > 0][:SAMPLE_FEATURES] or features[:SAMPLE_FEATURES]
     shown = [c for c in features if c in shown]  # schema order
-    head = "".join(f"<th>{escape(str(c)).replace('_', '_<wbr>')}</th>"  # long names wrap
-                   for c in ["record_id", "label", "prediction", "success", "valid", *shown])
+    head = "".join(f'<th scope="col">{escape(t)}</th>' for t in _SAMPLE_HEAD) + "".join(
+        f'<th scope="col" title="column {escape(str(c))}">{escape(_feature_header(c))}</th>'
+        for c in shown)
     lines = []
     for i in rows:
         cells = [f"<td>{escape(_cell(block.at[i, 'record_id']))}</td>",
@@ -302,6 +350,7 @@ def _sample(settings: Mapping[str, Any], records: pd.DataFrame,
                if ref is not None else "No clean values to compare with. ")
             + (f"Shown: {len(shown)} of {len(features)} features, those changed most often "
                "in these rows. " if hidden else "")
+            + "Feature headers: the original column names, underscores shown as spaces. "
             + "Every record is in adversarial.csv (or .parquet).")
     return Section(title, [f'<p class="note">{escape(note)}</p>',
                            f'<div id="sample-records"><table><thead><tr>{head}</tr></thead>'
@@ -328,6 +377,11 @@ def _attack_label(settings: Mapping[str, Any]) -> str:
     return f"{settings.get('attack', '?')} ({', '.join(parts)})"
 
 
+def _feature_header(column: Any) -> str:
+    """A feature's column name as a table header: underscores as spaces (long names wrap)."""
+    return str(column).replace("_", " ")
+
+
 def _differs(adv: pd.Series, ref: pd.Series) -> np.ndarray:
     """``(N,)`` bool: cells of ``adv`` that differ from ``ref`` (numbers beyond float noise)."""
     a, b = pd.to_numeric(adv, errors="coerce"), pd.to_numeric(ref, errors="coerce")
@@ -338,22 +392,25 @@ def _differs(adv: pd.Series, ref: pd.Series) -> np.ndarray:
 
 
 def _cell(value: Any) -> str:
-    """A record value as text (floats to 6 significant digits)."""
+    """A record value as text (floats to 6 significant digits, booleans as yes/no, missing
+    values as n/a)."""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
     if isinstance(value, (float, np.floating)):
-        return "–" if math.isnan(value) else f"{float(value):.6g}"
+        return "n/a" if math.isnan(value) else f"{float(value):.6g}"
     return str(value)
 
 
 def _num(value: Any) -> str:
-    """A metric as 0.123 (NaN as –)."""
+    """A metric as 0.123 (NaN as n/a)."""
     v = float(value)
-    return "–" if math.isnan(v) else f"{v:.3f}"
+    return "n/a" if math.isnan(v) else f"{v:.3f}"
 
 
 def _pct(value: Any) -> str:
-    """A share as 12.3 % (NaN as –)."""
+    """A share as 12.3 % (NaN as n/a)."""
     v = float(value)
-    return "–" if math.isnan(v) else f"{v:.1%}"
+    return "n/a" if math.isnan(v) else f"{v:.1%}"
 
 
 @contextmanager

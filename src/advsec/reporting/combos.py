@@ -2,6 +2,7 @@
 
 Each finished combination has a folder ``combos/<key>/`` holding ``clean.csv``, ``sweep.csv``,
 ``worst.csv``, ``per_class.csv``, ``features.csv``, ``checks.csv`` (model red-flag checks),
+``verify.csv`` (verified against attacked accuracy; absent in runs before ``[[verifiers]]``),
 ``confusion.json``, ``adversarial.safetensors``, ``meta.json`` and a ``DONE`` marker (written
 by :mod:`advsec.experiments.artifacts`). Folders without ``DONE``, and hidden staging folders,
 are not finished and are skipped.
@@ -19,7 +20,7 @@ import pandas as pd
 __all__ = ["TABLES", "combo_dir", "concat_frames", "finished_combos", "gather", "read_combo"]
 
 #: The CSV tables of one combination (``<name>.csv``).
-TABLES = ("clean", "sweep", "worst", "per_class", "features", "checks")
+TABLES = ("clean", "sweep", "worst", "per_class", "features", "checks", "verify")
 
 
 def combo_dir(run_dir: Path, key: str) -> Path:

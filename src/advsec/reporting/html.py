@@ -37,7 +37,8 @@ table{border-collapse:collapse;font-size:.86rem;margin:8px 0;max-width:100%;disp
 overflow-x:auto}
 th,td{border-bottom:1px solid #e6e8eb;padding:4px 9px;text-align:right;white-space:nowrap}
 th{background:#f0f3f6;text-align:center} td:first-child,th:first-child{text-align:left}
-figure{margin:10px 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
+figure{margin:10px 0} figure img{max-width:100%;height:auto;border:1px solid #eee;
+box-sizing:border-box}
 figcaption{font-size:.85rem;color:#555}
 .kv td{text-align:left;white-space:normal} .note{color:#555;font-size:.9rem}
 .flag-ok{color:#1a7f37} .flag-bad{color:#b42318;font-weight:600}
@@ -53,7 +54,8 @@ table.sortable td{text-align:left} table.sortable td.num{text-align:right;
 font-variant-numeric:tabular-nums}
 caption{caption-side:top;text-align:left;font-size:.85rem;color:#555;padding:2px 0 6px}
 details{margin:8px 0} summary{cursor:pointer;color:#17324d;font-weight:600}
-nav.toc{font-size:.9rem;margin:12px 0} nav.toc a{margin-right:12px;white-space:nowrap}
+nav.toc{font-size:.9rem;margin:12px 0;display:flex;flex-wrap:wrap;gap:4px 14px}
+nav.toc a{white-space:nowrap}
 .headline{font-size:1.08rem;border-left:4px solid #17324d;padding:6px 12px;background:#f0f3f6}
 .headline .aside{display:block;font-size:.9rem;color:#555;margin-top:4px}
 .card .sub{display:block;font-size:.82rem;color:#555}
@@ -62,13 +64,14 @@ nav.toc{font-size:.9rem;margin:12px 0} nav.toc a{margin-right:12px;white-space:n
 figure .scroll{overflow-x:auto}
 @media (max-width:640px){main{padding:10px 8px 40px} header{padding:14px 12px}
 section{padding:12px 10px;margin:12px 0} .card{flex:1 1 100%}
-figure img{min-width:600px} th,td{padding:3px 6px}}
+figure img{min-width:600px} figure img.wide{min-width:880px} th,td{padding:3px 6px}}
 @media print{body{background:#fff} header{background:#fff;color:#000;padding:0}
 main{max-width:none;padding:0} section{border:none;padding:0;margin:12px 0;break-inside:auto}
 h2,h3,caption,summary{break-after:avoid;page-break-after:avoid}
 table,figure,.card,.headline{break-inside:avoid;page-break-inside:avoid}
 .table-wrap{overflow:visible} table{font-size:7pt} th,td{white-space:normal;padding:2px 4px}
-figure img{max-width:100%;min-width:0} nav.toc{display:none}}
+figure img{max-width:100%;min-width:0} figure .scroll{overflow:visible}
+nav.toc{display:none}}
 """
 
 
@@ -92,7 +95,9 @@ def figure_html(png: str | Path | bytes, caption: str = "", *, alt: str = "",
     cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
     width = ""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24:
-        width = f' width="{int.from_bytes(data[16:20], "big") // max(scale, 1)}"'
+        css_px = int.from_bytes(data[16:20], "big") // max(scale, 1)
+        # wide figures (several panels) get more room on phones: they scroll sideways
+        width = f' width="{css_px}"' + (' class="wide"' if css_px > 1000 else "")
     return (f'<figure><div class="scroll"><img alt="{html.escape(alt or caption)}"{width} '
             f'src="data:image/png;base64,{b64}"></div>{cap}</figure>')
 

@@ -28,11 +28,13 @@ from advsec.reporting.html import Section, json_records, render_report, versions
 from advsec.reporting.tables import nice_table
 from advsec.runio import atomic_file, write_text
 
-__all__ = ["build_run_report", "flags_section", "honesty_warning", "run_headline"]
+__all__ = ["build_run_report", "flags_section", "honesty_warning", "mode_note",
+           "run_headline", "threat_mode"]
 
 
 def build_run_report(run_dir: str | Path) -> Path:
-    """Write ``sweep.csv``, ``worst_case.csv``, ``metrics.json``, figures and ``report.html``."""
+    """Write ``sweep.csv``, ``worst_case.csv``, ``verify.csv`` (with ``[[verifiers]]``),
+    ``metrics.json``, figures and ``report.html``."""
     run = Path(run_dir)
     if not (run / "combos").is_dir():
         raise DataError(f"{run}: not an advsec run directory (no combos/ folder)")
@@ -41,35 +43,44 @@ def build_run_report(run_dir: str | Path) -> Path:
     if sweep.empty:
         raise DataError(f"{run}: the run has no finished combination to report")
     cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
-    for table, name in ((sweep, "sweep.csv"), (worst, "worst_case.csv")):
+    verify = data["verify"]
+    for table, name in ((sweep, "sweep.csv"), (worst, "worst_case.csv"), (verify, "verify.csv")):
+        if name == "verify.csv" and verify.empty:
+            continue
         with atomic_file(run / name) as tmp:
             table.to_csv(tmp, index=False)
     adaptive = sweep[sweep.evaluation == "adaptive"]
     fe = _figure_eps(cfg, adaptive)
     figs = run / "figures"
     figs.mkdir(exist_ok=True)
-    head = headline(adaptive, worst, fe,
-                    benign_attacked=cfg.get("threat", {}).get("mode", "all") != "evasion")
+    mode = threat_mode(data["meta"], cfg)
+    head = headline(adaptive, worst, fe, benign_attacked=mode != "evasion")
     cleans = clean_table(sweep, clean)
     metrics = {
         "experiment": cfg.get("experiment", {}),
         "figure_eps": fe,
+        "threat_mode": mode,
+        "threat_mode_configured": cfg.get("threat", {}).get("mode", "all"),
         "headline": head.text() if head else "",
         "headline_numbers": head.numbers if head else {},
         "clean": json_records(clean),
         "clean_evaluation_subset": json_records(cleans),
         "worst_case": json_records(worst),
         "strongest_attack": json_records(rs.strongest(adaptive)),
+        "verified_vs_attacked": json_records(rs.verified_summary(verify)) if not verify.empty
+        else [],
         "versions": versions(),
     }
     write_text(run / "metrics.json", json.dumps(metrics, indent=2, default=_jsonable))
     benign = next((m["classes"][m["benign"]] for m in data["meta"] if "classes" in m), None)
     summary = _summary(head, cleans, adaptive, worst, fe)
+    summary.body.insert(1 if head else 0, mode_note(mode, cfg.get("threat", {}).get("mode")))
     summary.body[:0] = honesty_warning(data["checks"])
     sections = [
         summary,
         data_section(run, cfg),
-        rs.curves(adaptive, worst, figs),
+        rs.curves(adaptive, worst, figs, benign_attacked=mode != "evasion"),
+        rs.verified(verify),
         rs.threats(adaptive, fe),
         rs.confusions(data["confusion"], adaptive, fe, figs),
         rs.per_class(data["per_class"], adaptive, fe, figs, benign),
@@ -85,6 +96,31 @@ def build_run_report(run_dir: str | Path) -> Path:
                                   f"seeds {seeds}")
     write_text(run / "report.html", html)
     return run / "report.html"
+
+
+def threat_mode(meta: list[dict[str, Any]], cfg: dict[str, Any]) -> str:
+    """The threat mode a run used, ``"evasion"`` or ``"all"``: as its combinations recorded it
+    (``meta.json``), else the configured one (runs before ``mode = "auto"``: ``"all"``)."""
+    recorded = [str(m["mode"]) for m in meta if m.get("mode")]
+    if recorded:
+        return recorded[0]
+    configured = str(cfg.get("threat", {}).get("mode", "all"))
+    return configured if configured in ("all", "evasion") else "all"
+
+
+def mode_note(mode: str, configured: str | None = None) -> str:
+    """One paragraph stating the threat mode in effect (``configured``: ``[threat] mode``)."""
+    if configured == "auto":
+        how = (' (the default, <code>mode = "auto"</code>: the data have '
+               + ("a" if mode == "evasion" else "no") + " benign class)")
+    else:
+        how = f' (<code>mode = "{escape(configured)}"</code>)' if configured else ""
+    what = ("<b>evasion</b>: only malicious records are attacked, pushed towards the benign "
+            "class; benign records are left alone, so no false alarm is induced"
+            if mode == "evasion" else
+            "<b>every record attacked</b>: malicious records towards evasion and benign records "
+            "towards false alarms, stated apart below")
+    return f'<p class="mode" id="threat-mode">Threat mode: {what}{how}.</p>'
 
 
 def run_headline(run_dir: str | Path) -> str:
@@ -132,11 +168,12 @@ def _summary(head: Headline | None, cleans: pd.DataFrame, sweep: pd.DataFrame,
 
 
 def honesty_warning(checks: pd.DataFrame) -> list[str]:
-    """A warning paragraph above the summary when a clean-detector or training-data check is
-    raised (the robustness numbers below may not mean what they seem); empty otherwise."""
+    """A warning paragraph above the summary when a clean-detector, training-data or
+    verification-soundness check is raised (the robustness numbers below may not mean what
+    they seem); empty otherwise."""
     if checks.empty or "scope" not in checks.columns:
         return []
-    bad = checks[checks.scope.isin(["clean", "data"]) & ~checks.ok.astype(bool)]
+    bad = checks[checks.scope.isin(["clean", "data", "verification"]) & ~checks.ok.astype(bool)]
     if bad.empty:
         return []
     details = list(dict.fromkeys(escape(str(d)) for d in bad.detail))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from advsec.reporting.plots import (
 from advsec.reporting.tables import nice_table
 
 __all__ = ["confusions", "curves", "features", "fname", "per_class", "setup", "strongest",
-           "threats", "transfer"]
+           "threats", "transfer", "verified", "verified_summary"]
 
 _KEYS = ["detector", "defense", "threat", "attack", "eps"]
 
@@ -66,15 +67,18 @@ def _band(ax: Any, g: pd.DataFrame, metric: str, label: str, pos: dict[float, in
     return False
 
 
-def curves(sweep: pd.DataFrame, worst: pd.DataFrame, figs: Path) -> Section:
-    """Detection rate and induced false-alarm rate against ε per detector and threat model."""
+def curves(sweep: pd.DataFrame, worst: pd.DataFrame, figs: Path, *,
+           benign_attacked: bool = True) -> Section:
+    """Detection rate and induced false-alarm rate against ε per detector and threat model
+    (the evasion rate instead when benign records are not attacked: evasion mode)."""
     body = []
     pos = eps_positions(sweep.eps)
-    second = "false_alarm_rate" if "false_alarm_rate" in sweep.columns and \
-        sweep.false_alarm_rate.notna().any() else "accuracy"
+    second = next((c for c in ("false_alarm_rate" if benign_attacked else "evasion_rate",
+                               "accuracy")
+                   if c in sweep.columns and sweep[c].notna().any()), "accuracy")
     labels = {"detection_rate": "detection rate (malicious recall)",
               "false_alarm_rate": "induced false-alarm rate\n(benign → malicious)",
-              "accuracy": "accuracy"}
+              "evasion_rate": "evasion rate\n(malicious → benign)", "accuracy": "accuracy"}
     for (det, threat), g in sweep.groupby(["detector", "threat"], sort=False):
         defenses = list(dict.fromkeys(g.defense))
         banded = False
@@ -290,6 +294,47 @@ def transfer(sweep: pd.DataFrame, fe: float) -> Section | None:
         body += [f"<p><b>{escape(kind)}</b>: {text}</p>",
                  nice_table(t, caption=f"{kind}, ε = {fe:g}, mean over seeds")]
     return Section("Transfer evaluations (reported separately)", body)
+
+
+def verified_summary(table: pd.DataFrame, *, by: Sequence[str] = ("detector", "defense",
+                                                                  "threat", "verifier", "eps")
+                     ) -> pd.DataFrame:
+    """Verified against attacked per ``by`` (mean over seeds; records verified-yet-broken
+    summed), from rows of :data:`advsec.evaluation.verified.VERIFY_COLUMNS`; a ``note``
+    column only when some row has one (why a verifier did not run)."""
+    keys = [k for k in by if k in table.columns]
+    agg: dict[str, Any] = {}
+    for c in ("records", "verified_accuracy", "attacked_accuracy", "gap", "verified_broken",
+              "verify_seconds"):
+        if c in table.columns:
+            agg[c] = (lambda s: s.sum(min_count=1)) if c == "verified_broken" else "mean"
+    if "note" in table.columns:
+        agg["note"] = lambda s: next((str(v) for v in s if isinstance(v, str) and v), "")
+    t = table.groupby(keys, sort=False, dropna=False).agg(agg).reset_index()
+    if "note" in t.columns and not t["note"].astype(bool).any():
+        t = t.drop(columns="note")
+    return t
+
+
+def verified(table: pd.DataFrame) -> Section | None:
+    """The "Verified vs attacked" section: per detector, threat model and ε the certified
+    accuracy of each verifier beside the worst-case accuracy under every attack, on the same
+    records (None without ``[[verifiers]]``)."""
+    if table.empty:
+        return None
+    t = verified_summary(table)
+    return Section("Verified vs attacked", [
+        "<p>On the records the attacks were measured on (the evaluation subset; in evasion "
+        "mode its malicious records), at each ε (L∞, a share of each feature's range, over "
+        "the same region as the attacks: the valid-record box or the plain [0, 1] box). "
+        "<b>Verified accuracy</b> is certified: a sound bound proves that no input of the "
+        "record's region changes its class, so it is a <i>lower bound</i> on the robust "
+        "accuracy. <b>Worst-case attacked accuracy</b> counts the records no attack broke: "
+        "an <i>upper bound</i>. The truth lies in the gap between them. A record both "
+        "verified and broken is a soundness bug (a red flag below). Verifiers bound ReLU "
+        "MLPs only: other detectors show n/a.</p>",
+        nice_table(t, caption="Verified vs attacked per ε, mean over seeds (accuracies are "
+                   "shares of the verified records)", keep=("threat", "verifier"))])
 
 
 def setup(run: Path, meta: list[dict[str, Any]]) -> Section:

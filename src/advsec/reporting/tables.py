@@ -44,6 +44,11 @@ LABELS: dict[str, str] = {
     "share_changed": "Records changed (share)", "scope": "Scope", "check": "Check",
     "ok": "Status", "status": "Status", "detail": "Detail", "split": "Split", "rows": "Rows",
     "accuracy_adaptive": "Accuracy, attacked afresh", "seeds": "Seeds",
+    "verifier": "Verifier", "verified": "Records verified",
+    "verified_accuracy": "Verified accuracy (certified, lower bound)",
+    "attacked_accuracy": "Worst-case attacked accuracy (upper bound)",
+    "gap": "Gap (attacked − verified)", "verified_broken": "Verified yet broken (must be 0)",
+    "boxes": "Boxes bounded", "verify_seconds": "Verification time (s)", "note": "Note",
     "test_accuracy": "Accuracy, whole test set", "test_rows": "Rows, whole test set",
 }
 
@@ -142,12 +147,15 @@ def nice_table(df: pd.DataFrame, *, caption: str = "", fold: bool = True,
                      if folded else "")
     head = "".join(f'<th scope="col">{html.escape(label(c))}</th>' for c in t.columns)
     lines = []
+    numbers = [any(_numeric(v) and not _missing(v) for v in t[c]) for c in t.columns]
     for row in t.itertuples(index=False):
         cells = []
-        for v in row:
+        for v, number in zip(row, numbers, strict=True):
             text = html.escape(fmt(v))
             if _numeric(v) and not _missing(v):
                 cells.append(f'<td class="num" data-v="{float(v)!r}">{text}</td>')
+            elif number and _missing(v):  # "n/a" aligned with the numbers of its column
+                cells.append(f'<td class="num">{text}</td>')
             else:
                 cells.append(f"<td>{text}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")

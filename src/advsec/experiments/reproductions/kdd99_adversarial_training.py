@@ -49,7 +49,7 @@ from advsec.experiments.tomlio import dumps_toml
 from advsec.reporting.html import json_records, versions
 from advsec.runio import atomic_run_dir, run_log
 
-__all__ = ["REFERENCE", "STUDY", "KDD99Config", "KDD99Result", "headline",
+__all__ = ["REFERENCE", "STUDY", "KDD99Config", "KDD99Result", "headline", "headline_sentence",
            "run_kdd99_adversarial_training", "write_run_files"]
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def headline(s: StudyState) -> dict[str, Any]:
     h = s.tables["hardened"].set_index("model")
     d = s.tables["defences"].set_index("defence")
     key = f"worst case eps={cfg.defence_reference_eps():g}"
-    return {
+    out = {
         "eps": cfg.eps,
         "faithful_clean": float(f.loc["clean", "accuracy"]),
         "faithful_fgsm": float(f.loc["fgsm", "accuracy"]),
@@ -183,6 +183,28 @@ def headline(s: StudyState) -> dict[str, Any]:
         "defences_clean_accuracy": {m: float(d.loc[m, "clean_accuracy"]) for m in d.index},
         "split_matches_original": s.data.split_matches,
     }
+    out["sentence"] = headline_sentence(out)
+    return out
+
+
+def headline_sentence(h: dict[str, Any]) -> str:
+    """The study's headline in one sentence (the report's and the terminal's): what the
+    original protocol claims at its ε beside the corrected worst case, and the first hardened
+    model's claimed against attacked-afresh accuracy. Every record is attacked, as in the
+    study (accuracy, not evasion only)."""
+    text = (f"KDD Cup 99 at ε {h['eps']:g}, every record attacked as in the study: its "
+            f"protocol claims accuracy {h['faithful_fgsm']:.3f} under FGSM, "
+            f"{h['faithful_bim']:.3f} under BIM and {h['faithful_mim']:.3f} under MIM (clean "
+            f"{h['faithful_clean']:.3f})")
+    wc = h["corrected"].get("worst-case")
+    if wc is not None:
+        text += f"; attacked correctly, the worst case over FGSM, BIM, MIM and PGD is {wc:.3f}"
+    claimed, fresh = h["hardened_original_protocol"], h["hardened_adaptive_worst_case"]
+    if claimed:
+        model = next(iter(claimed))
+        text += (f"; {model} scores {claimed[model]:.3f} by the study's protocol, "
+                 f"{fresh[model]:.3f} attacked afresh")
+    return text + "."
 
 
 def _jsonable(obj: Any) -> Any:

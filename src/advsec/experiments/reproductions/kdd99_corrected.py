@@ -67,8 +67,9 @@ def corrected_attacks(cfg: KDD99Config, *, feature_space: Any = None,
                       bounds: tuple[float, float] | None = None,
                       suffix: str = "") -> dict[str, Any]:
     """FGSM, BIM, MIM and PGD (margin loss) as they should be run, keyed ``<name><suffix>``."""
+    # the study's protocol, pinned: every record attacked (accuracy), not evasion only
     common: dict[str, Any] = {"bounds": bounds, "feature_space": feature_space,
-                              "seed": cfg.seed}
+                              "seed": cfg.seed, "evasion": False}
     k = cfg.iterative_steps
     return {
         f"fgsm{suffix}": FGSM(**common),

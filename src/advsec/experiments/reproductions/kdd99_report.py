@@ -131,6 +131,8 @@ def _report(s: StudyState, figs: dict[str, Path], timings: dict[str, float],
         ("run time", f"{total / 60:.1f} min"),
     ))
     summary = Section("Summary", [
+        f'<p class="headline" id="headline">{html.escape(str(h.get("sentence", "")))}</p>'
+        if h.get("sentence") else "",
         f'<div class="cards">{cards}</div>',
         f"<p>{len(s.test_idx):,} test records (dos, normal, probe, r2l), a Dense 200-500-200 "
         f"ReLU network, ε = {eps:g} in standardised units{html.escape(quick)}. The faithful "

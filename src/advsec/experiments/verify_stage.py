@@ -1,0 +1,189 @@
+"""The verification stage: certified accuracy beside the attacks, on the same records.
+
+For every threat model of a combination (``advsec run``) and for ``advsec attack --verify``,
+each configured verifier (:mod:`advsec.verification`: ``crown``, ``ibp``) bounds the detector
+on the records the attacks were measured on (the evaluation subset; in evasion mode only its
+malicious records, as the attacks attack only those), over the same ε list and the same region
+(``valid``: the FeatureSpace's box; ``box``: the plain ``[0, 1]`` box). The result per ε is a
+row of :func:`advsec.evaluation.verified.verified_vs_attacked` (verified accuracy, a lower
+bound; worst-case accuracy under every attack, an upper bound; the gap) and one soundness check
+(:func:`advsec.evaluation.verified.check_verified_unbroken`: a record verified and broken at the
+same ε is a red flag). Only ReLU MLPs can be verified: the run skips other detectors (its
+scikit-learn and ONNX baselines) with a logged note and rows marked "n/a"; ``advsec attack``
+refuses them with a one-line error before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from advsec.errors import ConfigError
+from advsec.evaluation.checks import Flag
+from advsec.evaluation.evasion import WorstCase
+from advsec.evaluation.verified import (
+    VERIFY_COLUMNS,
+    check_verified_unbroken,
+    verified_vs_attacked,
+)
+from advsec.experiments.artifacts import CombinationResult
+from advsec.experiments.config import ExperimentConfig
+from advsec.features.space import FeatureSpace
+from advsec.verification import Verifier, make_verifier
+
+__all__ = ["attacked_rows", "cli_verifiers", "not_run_rows", "unsupported", "verify_against",
+           "verify_attack", "verify_threat"]
+
+log = logging.getLogger(__name__)
+
+
+def unsupported(verifier: Verifier, model: Any) -> str | None:
+    """Why ``verifier`` cannot bound ``model`` (one line), or None when it can (a ReLU MLP:
+    an advsec Detector or an ``nn.Sequential`` of ``Linear`` / ``ReLU``)."""
+    try:
+        verifier.network(model)
+    except (ConfigError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def attacked_rows(y: np.ndarray, benign: int, *, evasion: bool) -> np.ndarray:
+    """The indices of the records the attacks attack (and the verifiers verify) among ``y``
+    ``(N,)`` class indices: every record, or in evasion mode the malicious ones."""
+    y = np.asarray(y)
+    return np.flatnonzero(y != benign) if evasion else np.arange(len(y))
+
+
+def not_run_rows(label: str, note: str) -> pd.DataFrame:
+    """The row of :data:`~advsec.evaluation.verified.VERIFY_COLUMNS` for a verifier that did
+    not run (every number NaN, ``eps`` included: shown as "n/a"; ``note`` says why)."""
+    row = {c: math.nan for c in VERIFY_COLUMNS} | {"verifier": label, "note": note}
+    return pd.DataFrame([row], columns=list(VERIFY_COLUMNS))
+
+
+def verify_against(verifier: Verifier, model: Any, x: torch.Tensor, y: torch.Tensor,
+                   robust: np.ndarray, eps: Sequence[float], *, label: str, detector: str,
+                   threat: str = "") -> tuple[pd.DataFrame, Flag]:
+    """Verify ``model`` on ``x`` ``(N, D)``, ``y`` ``(N,)`` class indices at every ``eps`` and
+    compare with ``robust`` ``(E, N)`` bool (correct under every attack): the table of
+    :func:`~advsec.evaluation.verified.verified_vs_attacked` and the soundness flag."""
+    eps = [float(e) for e in eps]
+    result = verifier(model, x, y, eps=eps)
+    table = verified_vs_attacked(result, robust, name=label)
+    flag = check_verified_unbroken(result.verified, robust, eps, detector=detector,
+                                   verifier=label, threat=threat)
+    if not flag.ok:
+        log.warning("RED FLAG %s: %s", flag.name, flag.detail)
+    return table, flag
+
+
+def verify_threat(cfg: ExperimentConfig, threat: str, det: Any, space: FeatureSpace,
+                  x: torch.Tensor, y: np.ndarray, benign: int, worst: WorstCase,
+                  meta: dict[str, Any], res: CombinationResult) -> None:
+    """Run every ``[[verifiers]]`` entry of ``cfg`` on one combination's detector ``det`` under
+    ``threat`` (``"valid"`` or ``"box"``) and append the tables to ``res.verify`` and the
+    soundness checks to ``res.checks`` (nothing without verifiers).
+
+    Args:
+        x: ``(N, D)`` the evaluation records; y: ``(N,)`` their class indices.
+        worst: the worst case over the attacks of this threat (every ε of ``[threat]``).
+        meta: ``seed``, ``detector``, ``defense`` of the combination.
+    """
+    if not cfg.verifiers:
+        return
+    eps = [float(e) for e in cfg.threat.eps]
+    rows = attacked_rows(y, benign, evasion=cfg.threat.evasion())
+    robust = np.stack([worst.correct(e)[rows] for e in eps])
+    xr, yr = x[torch.as_tensor(rows)], torch.as_tensor(np.asarray(y)[rows])
+    for vc in cfg.verifiers:
+        verifier = make_verifier(vc.name, eps=eps, **vc.options(),
+                                 feature_space=space if threat == "valid" else None)
+        why = unsupported(verifier, det)
+        if why is not None:
+            log.info("%s: %s not run: %s", meta["detector"], vc.table_label, why)
+            table = not_run_rows(vc.table_label, f"n/a: {why}")
+        else:
+            log.info("%s/%s: verifier %s, %s threat, %d records", meta["detector"],
+                     meta["defense"], vc.table_label, threat, len(rows))
+            table, flag = verify_against(verifier, det, xr, yr, robust, eps,
+                                         label=vc.table_label, detector=str(meta["detector"]),
+                                         threat=threat)
+            res.checks.append({**meta, "scope": "verification", "check": flag.name,
+                               "ok": flag.ok, "detail": flag.detail})
+        res.verify.append(table.assign(**meta, threat=threat))
+        if meta["defense"] == "none":
+            res.verify.extend(_baseline_rows(cfg, vc.table_label, meta, threat))
+
+
+def _baseline_rows(cfg: ExperimentConfig, label: str, meta: dict[str, Any], threat: str
+                   ) -> list[pd.DataFrame]:
+    """"n/a" rows for the detectors scored by transfer from this combination's MLP (no verifier
+    bounds a forest or an ONNX graph), each with a logged note."""
+    out = []
+    for b in cfg.detectors:
+        if b.kind == "mlp" or (b.surrogate or meta["detector"]) != meta["detector"]:
+            continue
+        note = f"n/a: {b.kind} is not a ReLU MLP; only MLPs can be verified"
+        log.info("%s: verifier %s skipped (%s)", b.name, label, note.removeprefix("n/a: "))
+        out.append(not_run_rows(label, note).assign(**{**meta, "detector": b.name},
+                                                    threat=threat))
+    return out
+
+
+# ---------------------------------------------------------------------- advsec attack --verify
+def cli_verifiers(values: Sequence[str] | None, model: Any = None, *, where: str = "--verify"
+                  ) -> list[str]:
+    """The verifier names of ``--verify`` (repeatable, each a comma list; duplicates dropped),
+    checked against the registry and, given ``model``, against the model (a one-line
+    :class:`~advsec.errors.ConfigError` naming ``where`` for an unknown name or a model no
+    verifier can bound)."""
+    names: list[str] = []
+    for value in values or []:
+        for part in str(value).split(","):
+            if not part.strip():
+                raise ConfigError(f"{where}: empty verifier name in {value!r}")
+            try:
+                key = make_verifier(part).name
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            if key not in names:
+                names.append(key)
+    if model is not None:
+        for key in names:
+            why = unsupported(make_verifier(key), model)
+            if why is not None:
+                raise ConfigError(f"{where} {key}: this model cannot be verified ({why}); "
+                                  "verifiers bound ReLU MLPs only")
+    return names
+
+
+def verify_attack(names: Sequence[str], model: Any, x: torch.Tensor, y: torch.Tensor,
+                  pred_adv: dict[float, np.ndarray], *, space: FeatureSpace | None,
+                  benign: int, evasion: bool, detector: str) -> tuple[pd.DataFrame, list[Flag]]:
+    """``advsec attack --verify``: each verifier of ``names`` on the attacked records of ``x``
+    ``(N, D)``, ``y`` ``(N,)`` class indices at every ε of ``pred_adv`` (ε -> the attack's
+    predictions ``(N,)``; ε = 0: the clean ones), over the attack's region (``space``: the
+    valid-record box; None: the plain box). Returns the rows of
+    :data:`~advsec.evaluation.verified.VERIFY_COLUMNS` and one soundness flag per verifier."""
+    eps = sorted(float(e) for e in pred_adv)
+    y_np = y.detach().cpu().numpy()
+    rows = attacked_rows(y_np, benign, evasion=evasion)
+    robust = np.stack([(np.asarray(pred_adv[e]) == y_np)[rows] for e in eps])
+    xr, yr = x[torch.as_tensor(rows)], y.detach().cpu()[torch.as_tensor(rows)]
+    tables, flags = [], []
+    for key in names:
+        verifier = make_verifier(key, eps=eps, feature_space=space)
+        log.info("verifier %s on %d records at %d eps", key, len(rows), len(eps))
+        table, flag = verify_against(verifier, model, xr, yr, robust, eps, label=key,
+                                     detector=detector, threat="valid" if space else "box")
+        tables.append(table)
+        flags.append(flag)
+    out = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+        columns=list(VERIFY_COLUMNS))
+    return out, flags
