@@ -339,10 +339,10 @@ def test_bad_arguments():
 
 def test_registry_names():
     assert set(ATTACKS) == {"fgsm", "bim", "mim", "pgd", "apgd", "apgd-margin", "square",
-                            "hopskipjump"}
+                            "hopskipjump", "tree-search"}
     assert isinstance(make_attack("APGD_margin", eps=0.1), APGDMargin)
     assert all(issubclass(ATTACKS[n], GradientAttack) for n in ATTACKS
-               if n not in ("square", "hopskipjump"))
+               if n not in ("square", "hopskipjump", "tree-search"))
 
 
 # ------------------------------------------------------------------------------ losses, APGD

@@ -24,6 +24,7 @@ from advsec.attacks.square import Square
 from advsec.attacks.steps import FixedStep, StepRule
 from advsec.attacks.success import eligible, succeeded, success_rate
 from advsec.attacks.transfer import TransferResult, transfer_attack
+from advsec.attacks.tree_search import TreeSearch
 from advsec.attacks.validity import valid_records
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Square",
     "StepRule",
     "TransferResult",
+    "TreeSearch",
     "as_module",
     "attack_spec",
     "ce_objective",

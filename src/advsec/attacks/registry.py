@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from advsec.attacks import apgd, bim, fgsm, hopskipjump, mim, pgd, square  # noqa: F401  (registers)
+from advsec.attacks import (  # noqa: F401  (registers)
+    apgd,
+    bim,
+    fgsm,
+    hopskipjump,
+    mim,
+    pgd,
+    square,
+    tree_search,
+)
 from advsec.attacks.base import Attack
 from advsec.attacks.spec import REGISTRY, AttackSpec, attack_spec, spec_for_label
 

@@ -86,8 +86,10 @@ def attack_command(
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/report.html "
                                 "(one self-contained page: table, plot, red flags, sample)."),
     verify: list[str] | None = typer.Option(None, "--verify", help="Also verify the detector "
-                                            "(a ReLU MLP) on the attacked records at every ε: "
-                                            "crown or ibp, repeatable or a comma list; writes "
+                                            "on the attacked records at every ε: crown or ibp "
+                                            "(ReLU MLPs), tree-milp (tree ensembles, exact; "
+                                            "needs advsec[verify]); repeatable or a comma "
+                                            "list; writes "
                                             "verify.csv (certified accuracy, a lower bound, "
                                             "beside the attack's, an upper bound)."),
 ) -> None:
@@ -214,8 +216,9 @@ def run_attack(
                         needs_gradients=spec.needs_gradients)  # its space fitted on --data
            if is_foreign(model) else load_model(model, device=dev))
     if spec.needs_gradients and not hasattr(det, "as_module"):
-        raise ConfigError(f"--attack {name} needs gradients; {model} is a tree ensemble: use a "
-                          f"score- or decision-based attack (square, hopskipjump)")
+        raise ConfigError(f"--attack {name} needs gradients; {model} is a tree ensemble: use "
+                          f"tree-search (white box, its splits) or a score- or decision-based "
+                          f"attack (square, hopskipjump)")
     space = getattr(det, "feature_space_", None)
     if space is None:
         raise DataError(f"{model}: the model JSON holds no FeatureSpace; save the detector with "

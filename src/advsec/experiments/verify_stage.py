@@ -44,13 +44,10 @@ log = logging.getLogger(__name__)
 
 
 def unsupported(verifier: Verifier, model: Any) -> str | None:
-    """Why ``verifier`` cannot bound ``model`` (one line), or None when it can (a ReLU MLP:
-    an advsec Detector or an ``nn.Sequential`` of ``Linear`` / ``ReLU``)."""
-    try:
-        verifier.network(model)
-    except (ConfigError, TypeError) as exc:
-        return str(exc)
-    return None
+    """Why ``verifier`` cannot bound ``model`` (one line), or None when it can
+    (:meth:`~advsec.verification.Verifier.unsupported`: ReLU MLPs for ``crown`` / ``ibp``,
+    tree ensembles for ``tree-milp``)."""
+    return verifier.unsupported(model)
 
 
 def attacked_rows(y: np.ndarray, benign: int, *, evasion: bool) -> np.ndarray:
@@ -158,8 +155,7 @@ def cli_verifiers(values: Sequence[str] | None, model: Any = None, *, where: str
         for key in names:
             why = unsupported(make_verifier(key), model)
             if why is not None:
-                raise ConfigError(f"{where} {key}: this model cannot be verified ({why}); "
-                                  "verifiers bound ReLU MLPs only")
+                raise ConfigError(f"{where} {key}: this model cannot be verified ({why})")
     return names
 
 

@@ -121,10 +121,57 @@ class TreeEnsemble(ProbaModel):
         arr = self.inputs(x)
         if self.aggregate == "mean":
             out = np.zeros((len(arr), len(self.classes_)), dtype=np.float64)
-            for tree in self.trees:
-                out += tree.value[tree.leaves(arr)]
+            for tree, leaf in zip(self.trees, self.leaves(arr), strict=True):
+                out += tree.value[leaf]
             return out / len(self.trees)
         return _link(self.raw_scores(arr))
+
+    def leaves(self, x: np.ndarray, *, chunk: int = 1 << 20) -> np.ndarray:
+        """``(T, N)`` the leaf of every tree each row of ``x`` ``(N, D)`` (float64, as
+        :meth:`inputs` gives it) reaches: all trees walked at once, one step per level
+        (``chunk`` bounds the tree-row pairs walked together)."""
+        feat, thr, left, right, start = self._packed()
+        t, n = len(self.trees), len(x)
+        out = np.empty((t, n), dtype=np.int64)
+        step = max(1, chunk // max(t, 1))
+        for s in range(0, n, step):
+            xs = x[s:s + step]
+            m = len(xs)
+            node = np.repeat(start, m)
+            rows = np.tile(np.arange(m), t)
+            while True:
+                inner = left[node] >= 0
+                if not inner.any():
+                    break
+                go_left = xs[rows, feat[node]] <= thr[node]
+                node = np.where(inner, np.where(go_left, left[node], right[node]), node)
+            out[:, s:s + m] = (node - np.repeat(start, m)).reshape(t, m)
+        return out
+
+    def _packed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every tree's nodes in one array (children as global indices) and each root's index;
+        computed once per ensemble."""
+        cache = getattr(self, "_packed_cache", None)
+        if cache is not None and cache[0] == len(self.trees):
+            return cache[1]
+        sizes = np.array([len(tr.feature) for tr in self.trees], dtype=np.int64)
+        start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+        def glob(a: np.ndarray, off: int) -> np.ndarray:
+            a = np.asarray(a, dtype=np.int64)
+            return np.where(a >= 0, a + off, -1)
+
+        feat = np.concatenate([np.maximum(np.asarray(tr.feature, dtype=np.int64), 0)
+                               for tr in self.trees]) if self.trees else np.zeros(0, np.int64)
+        thr = np.concatenate([np.asarray(tr.threshold, dtype=np.float64)
+                              for tr in self.trees]) if self.trees else np.zeros(0)
+        left = np.concatenate([glob(tr.left, int(o)) for tr, o in zip(self.trees, start,
+                                                                        strict=True)])
+        right = np.concatenate([glob(tr.right, int(o)) for tr, o in zip(self.trees, start,
+                                                                          strict=True)])
+        packed = (feat, thr, left, right, start)
+        self._packed_cache = (len(self.trees), packed)
+        return packed
 
     def inputs(self, x: Any) -> np.ndarray:
         """``x`` ``(N, D)`` as the trees compare it: float64 holding float32 values (cast
@@ -141,8 +188,8 @@ class TreeEnsemble(ProbaModel):
         arr = self.inputs(x)
         raw = np.zeros((len(arr), self.n_outputs), dtype=np.float64)
         raw += self.base_score
-        for tree in self.trees:
-            raw[:, tree.output] += tree.value[tree.leaves(arr), 0]
+        for tree, leaf in zip(self.trees, self.leaves(arr), strict=True):
+            raw[:, tree.output] += tree.value[leaf, 0]
         return raw
 
     # ------------------------------------------------------------------ files

@@ -1,4 +1,4 @@
-"""Certified robustness of advsec ReLU MLPs on the attacks' valid region: IBP and CROWN.
+"""Certified robustness on the attacks' valid region: IBP and CROWN for ReLU MLPs, a MILP for trees.
 
 The contract mirrors the attacks'::
 
@@ -10,7 +10,11 @@ The contract mirrors the attacks'::
 - :mod:`~advsec.verification.region`: the valid region of a record as boxes (the L-inf
   attacks' own box, a superset of the valid records);
 - :mod:`~advsec.verification.base`, :mod:`~advsec.verification.verifiers`: the frame and the
-  verifiers, registered by name below.
+  verifiers, registered by name below;
+- :mod:`~advsec.verification.trees_milp` (``tree-milp``): the exact verifier and attack of tree
+  ensembles, a MILP per record on HiGHS (:mod:`~advsec.verification.tree_program`,
+  :mod:`~advsec.verification.tree_relations`); the fast tree attack is the ``tree-search``
+  attack (:mod:`advsec.attacks.tree_search`).
 
 Example:
     >>> from advsec.verification import make_verifier
@@ -31,6 +35,7 @@ from advsec.verification.ibp import ibp_bounds, ibp_layers, ibp_margin
 from advsec.verification.network import ReluNetwork, relu_network
 from advsec.verification.region import Region, linf_region
 from advsec.verification.result import TABLE_COLUMNS, VerifyResult
+from advsec.verification.trees_milp import TreeMILP, TreeVerifyResult
 from advsec.verification.verifiers import CROWN, IBP
 
 __all__ = [
@@ -41,6 +46,8 @@ __all__ = [
     "Bounds",
     "Region",
     "ReluNetwork",
+    "TreeMILP",
+    "TreeVerifyResult",
     "Verifier",
     "VerifyResult",
     "crown_bounds",
@@ -57,7 +64,7 @@ __all__ = [
 ]
 
 #: name -> class of every verifier
-VERIFIERS: dict[str, type[Verifier]] = {cls.name: cls for cls in (IBP, CROWN)}
+VERIFIERS: dict[str, type[Verifier]] = {cls.name: cls for cls in (IBP, CROWN, TreeMILP)}
 
 
 def make_verifier(name: str, **options: Any) -> Verifier:

@@ -115,6 +115,15 @@ class Verifier:
         return relu_network(model if isinstance(model, ReluNetwork) else as_module(model),
                             dtype=self.dtype, device=self.device)
 
+    def unsupported(self, model: Any) -> str | None:
+        """Why this verifier cannot bound ``model`` (one line), or None when it can (here: a
+        ReLU MLP, an advsec Detector or an ``nn.Sequential`` of ``Linear`` / ``ReLU``)."""
+        try:
+            self.network(model)
+        except (ConfigError, TypeError) as exc:
+            return f"{exc}; {self.name} bounds ReLU MLPs"
+        return None
+
     def region(self, x: torch.Tensor, eps: float) -> Region:
         """The boxes of the valid region around ``x`` ``(N, D)`` at ``eps``."""
         return linf_region(x, eps, space=self.feature_space, bounds=self.bounds,
