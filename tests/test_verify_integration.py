@@ -148,7 +148,7 @@ def test_attack_verify_bad_input_is_one_line(saved_mlp, tmp_path, capsys, monkey
     monkeypatch.chdir(tmp_path)
     base = ["attack", "--model", str(saved_mlp), "--max-rows", "20", "--out", "out"]
     _one_line_error([*base, "--verify", "crownn"], r"--verify: unknown verifier 'crownn'; "
-                    r"known: crown, ibp", tmp_path, capsys)
+                    r"known: crown, ibp, tree-milp", tmp_path, capsys)
     _one_line_error([*base, "--verify", "crown,"], r"--verify: empty verifier name", tmp_path,
                     capsys)
     tree = tmp_path / "rf"
@@ -157,7 +157,7 @@ def test_attack_verify_bad_input_is_one_line(saved_mlp, tmp_path, capsys, monkey
     capsys.readouterr()
     _one_line_error(["attack", "--model", str(tree), "--attack", "square", "--max-rows", "20",
                      "--verify", "crown", "--out", "out"],
-                    r"--verify crown: this model cannot be verified .*ReLU MLPs only",
+                    r"--verify crown: this model cannot be verified .*crown bounds ReLU MLPs",
                     tmp_path, capsys)
 
 
