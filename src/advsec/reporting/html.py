@@ -64,7 +64,8 @@ nav.toc a{white-space:nowrap}
 figure .scroll{overflow-x:auto}
 @media (max-width:640px){main{padding:10px 8px 40px} header{padding:14px 12px}
 section{padding:12px 10px;margin:12px 0} .card{flex:1 1 100%}
-figure img{min-width:600px} figure img.wide{min-width:880px} th,td{padding:3px 6px}}
+figure img{min-width:600px} figure img.wide{min-width:880px} th,td{padding:3px 6px}
+caption{position:sticky;left:0;max-width:calc(100vw - 44px)}}
 @media print{body{background:#fff} header{background:#fff;color:#000;padding:0}
 main{max-width:none;padding:0} section{border:none;padding:0;margin:12px 0;break-inside:auto}
 h2,h3,caption,summary{break-after:avoid;page-break-after:avoid}
