@@ -29,6 +29,8 @@ def demo(
     separation: float = typer.Option(1.0, "--separation",
                                      help="How far malicious behaviour departs from benign."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    device: str = typer.Option("cpu", "--device", help="Training and attack device: cpu, cuda "
+                               "(cuda:N) or auto (CUDA when present)."),
 ) -> None:
     """Train a detector on synthetic flows, attack it with FGSM over an eps grid, write a report.
 
@@ -36,11 +38,16 @@ def demo(
     config.toml into OUT.
     """
     from advsec.experiments.demo import DemoConfig, run_demo
+    from advsec.models.detector import resolve_device
 
+    try:
+        dev = str(resolve_device(device))
+    except ConfigError as exc:
+        raise ConfigError(f"--device: {exc}") from None
     try:
         cfg = DemoConfig(rows=rows, seed=seed, eps=parse_floats(eps, option="--eps"),
                          epochs=epochs, hidden=parse_ints(hidden, option="--hidden"),
-                         malicious_share=malicious_share, separation=separation)
+                         malicious_share=malicious_share, separation=separation, device=dev)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "option"

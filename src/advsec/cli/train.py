@@ -66,6 +66,8 @@ def train_command(
                              "OUT.xgboost.json / OUT.lightgbm.txt for boosters) and "
                              "OUT.metrics.json."),
     force: bool = typer.Option(False, "--force", help="Replace an existing model."),
+    device: str = typer.Option("cpu", "--device", help="MLP training device: cpu, cuda "
+                               "(cuda:N) or auto (CUDA when present)."),
 ) -> None:
     """Train a detector on a dataset or a CSV/Parquet file and save it, never as pickle.
 
@@ -83,7 +85,7 @@ def train_command(
         data=data, label_column=label_column, benign_label=benign_label, schema=schema,
         root=root, scheme=scheme, kind=kind, hidden=hidden, epochs=epochs,
         batch_size=batch_size, lr=lr, n_estimators=n_estimators, max_depth=max_depth,
-        max_train_rows=max_train_rows, seed=seed, out=out, force=force)
+        max_train_rows=max_train_rows, seed=seed, out=out, force=force, device=device)
     m = summary["metrics"]
     for flag in summary["red_flags"]:
         err_console.print(f"red flag: {flag}", markup=False, highlight=False)
@@ -102,7 +104,7 @@ def train_detector(
     root: Path | None, scheme: str | None, kind: str, hidden: str, epochs: int,
     batch_size: int, lr: float | None, max_train_rows: int | None, seed: int, out: Path,
     force: bool,
-    n_estimators: int = 100, max_depth: int | None = None,
+    n_estimators: int = 100, max_depth: int | None = None, device: str = "cpu",
 ) -> dict[str, Any]:
     """The work behind ``advsec train``; returns ``{"metrics", "model", "test_rows"}``."""
     import numpy as np
@@ -111,11 +113,16 @@ def train_detector(
     from advsec.datasets import get_loader, load
     from advsec.evaluation.honesty import check_clean
     from advsec.features.space import FeatureSpace
+    from advsec.models.detector import resolve_device
     from advsec.models.io import split_model_path
     from advsec.models.metrics import detection_metrics
 
     if kind not in KINDS:
         raise ConfigError(f"--kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    try:
+        dev = str(resolve_device(device))
+    except ConfigError as exc:
+        raise ConfigError(f"--device: {exc}") from None
     sizes = [int(v) for v in parse_floats(hidden, option="--hidden")]
     if not sizes or any(v < 1 for v in sizes) or any(
             float(v) != f for v, f in zip(sizes, parse_floats(hidden, option="--hidden"),
@@ -173,7 +180,7 @@ def train_detector(
     det: Any
     if kind == "mlp":
         det = _fit_mlp(x_train, y_train, sizes=sizes, epochs=epochs, batch_size=batch_size,
-                       lr=1e-3 if lr is None else lr, seed=seed)
+                       lr=1e-3 if lr is None else lr, seed=seed, device=dev)
     else:
         det = _fit_trees(x_train, y_train, kind=kind, n_estimators=n_estimators,
                          max_depth=max_depth, lr=0.1 if lr is None else lr, seed=seed)
@@ -204,12 +211,12 @@ def train_detector(
 
 
 def _fit_mlp(x: Any, y: Any, *, sizes: list[int], epochs: int, batch_size: int, lr: float,
-             seed: int) -> Any:
+             seed: int, device: str = "cpu") -> Any:
     """An advsec MLP Detector trained on ``x`` ``(N, D)``, labels ``y``, with a progress bar."""
     from advsec.models import Detector
 
     det = Detector(hidden=tuple(sizes), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                   device="cpu")
+                   device=device)
     with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("", total=epochs)
