@@ -10,7 +10,7 @@ from rich.console import Console
 try:  # typer >= 0.26 vendors click as typer._click
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer depends on click
-    from click import exceptions as click_exceptions  # type: ignore[import-not-found, no-redef]
+    from click import exceptions as click_exceptions  # type: ignore[import-not-found, no-redef, unused-ignore]
 
 from advsec.errors import ConfigError
 

@@ -28,6 +28,17 @@ def run_command(
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Folder of the datasets (its <dataset>/ subfolder is used when "
         "present); overrides [data] root."),
+    executor: str | None = typer.Option(
+        None, "--executor",
+        help="How combinations run: serial (one after another, the default), processes (tasks "
+        "of worker processes) or ray (tasks of Ray: pip install 'advsec[ray]'); overrides [run] "
+        "executor."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Tasks at a time (default: the usable cores, or "
+        "the Ray cluster's CPUs); each gets cores // workers threads. Overrides [run] workers."),
+    address: str | None = typer.Option(
+        None, "--address", help="An existing Ray cluster (default: a local instance on the "
+        "usable cores); overrides [run] address."),
 ) -> None:
     """Run every combination of an experiment file and write a run directory with a report.
 
@@ -36,13 +47,15 @@ def run_command(
     data (files exist and parse, labels present, at least two classes to train on) and the
     attacks. The run directory appears only when complete; an interrupted or failed run keeps
     a hidden OUT's .NAME.partial folder that --resume continues; --resume on a finished run
-    prints "nothing to do".
+    prints "nothing to do". Whatever the executor, the numbers are the same, and --resume
+    continues a run started with another one.
     """
     from advsec.experiments.artifacts import finished_run
     from advsec.experiments.config import load_config
     from advsec.experiments.runner import plan, run_experiment
 
     cfg = load_config(config)
+    cfg.run = cfg.run.overridden(executor=executor, workers=workers, address=address)
     if data_root is not None:
         if not data_root.is_dir():
             raise ConfigError(f"--data-root: {data_root} is not a folder")

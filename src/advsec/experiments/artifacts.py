@@ -177,9 +177,9 @@ def check_saved_model(path: Path, *, n_inputs: int, classes: list[str],
 
 def discard_leftovers(stage: Path) -> None:
     """Remove what a killed write left in ``stage``: temporary model files, the temporary
-    files of :func:`advsec.runio.atomic_file` (report, tables, figures) and hidden staging or
-    replaced folders in ``combos/``."""
-    for pattern in ("models/.*.tmp.*", ".*.tmp", "figures/.*.tmp"):
+    files of :func:`advsec.runio.atomic_file` (report, tables, figures) and of the data facts
+    (``data/``), and hidden staging or replaced folders in ``combos/``."""
+    for pattern in ("models/.*.tmp.*", ".*.tmp", "figures/.*.tmp", "data/.*.tmp"):
         for tmp in stage.glob(pattern):
             tmp.unlink(missing_ok=True)
     for old in (stage / "combos").glob(".*"):

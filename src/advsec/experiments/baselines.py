@@ -1,16 +1,29 @@
 """Detectors scored by transfer in a run: scikit-learn baselines (fitted here) and detectors the
-user already has as ONNX files (``kind = "onnx"``, loaded over the run's FeatureSpace)."""
+user already has as ONNX files (``kind = "onnx"``, loaded over the run's FeatureSpace), scored
+on examples crafted against their surrogate MLP (:func:`transfer_baselines`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
+import torch
 
+from advsec.attacks import make_attack
 from advsec.errors import ConfigError
-from advsec.experiments.config import DetectorConfig
+from advsec.evaluation import attack_success_rate, detection_metrics
+from advsec.evaluation.evasion import evasion_counts
+from advsec.experiments.config import DetectorConfig, ExperimentConfig
+from advsec.models import Detector
 
-__all__ = ["baseline_model", "fit_baseline"]
+if TYPE_CHECKING:
+    from advsec.experiments.units import Combination, Prepared
+
+__all__ = ["baseline_model", "fit_baseline", "transfer_baselines"]
+
+log = logging.getLogger(__name__)
 
 
 def fit_baseline(d: DetectorConfig, x: np.ndarray, y: np.ndarray, *, seed: int) -> Any:
@@ -59,3 +72,71 @@ def baseline_model(d: DetectorConfig, x: np.ndarray, y: np.ndarray, *, seed: int
                           f"the data's labels {missing}; set classes = [...] (one label per "
                           f"score column, in order)")
     return model
+
+
+def transfer_baselines(
+    cfg: ExperimentConfig, combo: Combination, p: Prepared, surrogate: Detector,
+    x_eval: torch.Tensor, y_eval: torch.Tensor, benign: int, meta: dict[str, Any],
+) -> list[pd.DataFrame]:
+    """Train the transfer-scored detectors of ``combo``'s MLP (scikit-learn baselines, ONNX
+    files) and score them on examples crafted against it; returns one table per (detector,
+    threat, attack), rows per eps.
+
+    Each (threat, attack) is crafted once against the surrogate and scored on every baseline.
+    numpy/scipy matrix products run on one BLAS thread here (OpenBLAS results depend on the
+    thread count; torch's are not affected): the same seed gives the same numbers anywhere.
+    """
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _score(cfg, combo, p, surrogate, x_eval, y_eval, benign, meta)
+
+
+def _score(
+    cfg: ExperimentConfig, combo: Combination, p: Prepared, surrogate: Detector,
+    x_eval: torch.Tensor, y_eval: torch.Tensor, benign: int, meta: dict[str, Any],
+) -> list[pd.DataFrame]:
+    """:func:`transfer_baselines` without the thread limit."""
+    out: list[pd.DataFrame] = []
+    crafted: dict[tuple[str, str], Any] = {}
+    evasion = cfg.threat.evasion()  # the benign class is there: check_splits
+    x_np = x_eval.numpy()
+    for b in cfg.detectors:
+        if b.kind == "mlp" or (b.surrogate or combo.detector.name) != combo.detector.name:
+            continue
+        log.info("%s: baseline %s", combo.key, b.name)
+        model = baseline_model(b, p.x_train, p.y_train, seed=combo.seed, space=p.space,
+                               benign_label=str(p.ds.benign_label), check_on=x_np[:1024])
+        classes = [str(c) for c in model.classes_]
+        benign_b = classes.index(str(p.ds.benign_label))
+        yb = np.array([classes.index(c) for c in p.y_test[p.eval_idx]])
+        clean_pred = np.array([classes.index(str(c)) for c in model.predict(x_np)])
+        for threat in cfg.threat.constraints:
+            for a in cfg.attacks:
+                key = (threat, a.label)
+                if key not in crafted:
+                    attack = make_attack(
+                        a.attack, eps=cfg.threat.eps, seed=combo.seed,
+                        feature_space=p.space if threat == "valid" else None,
+                        evasion=evasion, benign_class=benign, **a.options())
+                    crafted[key] = attack.run(surrogate, x_eval, y_eval, eps=cfg.threat.eps,
+                                              evaluate=False)
+                res = crafted[key]
+                rows = []
+                for e, xa in zip(res.eps, res.x_adv, strict=True):
+                    xa_np = xa.numpy()
+                    pred = np.array([classes.index(str(c)) for c in model.predict(xa_np)])
+                    rows.append({
+                        "attack": a.label, "eps": e,
+                        **detection_metrics(yb, pred, proba=model.predict_proba(xa_np),
+                                            benign_class=benign_b),
+                        "attack_success_rate": attack_success_rate(
+                            yb, clean_pred, pred, evasion=evasion, benign_class=benign_b),
+                        **evasion_counts(yb, clean_pred, pred, benign_b),
+                        "mean_linf": float((xa - x_eval).abs().amax(1).mean()),
+                        "n": len(yb), "seconds": res.seconds / len(res.eps)})
+                out.append(pd.DataFrame(rows).assign(
+                    **{**meta, "detector": b.name}, threat=threat,
+                    evaluation=f"transfer-from-{combo.detector.name}"))
+    return out
+

@@ -5,10 +5,11 @@ Validated with pydantic before anything runs. Errors name the offending key and 
     advsec: error: nsl.toml, line 14: attacks[1].stepz: unknown key (allowed: name, attack, ...)
 
 A file needs ``[data]`` (with ``dataset``), ``[[detectors]]`` and ``[[attacks]]``; ``[experiment]``,
-``[threat]``, ``[[defenses]]``, ``[[verifiers]]`` (:mod:`advsec.experiments.verifier_config`) and
-``[tracking]`` have defaults. Beyond types, what cannot work is refused here too: an unknown
-dataset or loader option, ``path`` without a CSV/Parquet dataset (or ``root`` with one), an L∞ eps
-over 1 (eps is a fraction of each feature's range), a surrogate that is not an MLP of the file.
+``[threat]``, ``[[defenses]]``, ``[[verifiers]]`` (:mod:`advsec.experiments.verifier_config`),
+``[tracking]`` and ``[run]`` (the executor, :mod:`advsec.experiments.run_config`) have defaults.
+Beyond types, what cannot work is refused here too: an unknown dataset or loader option, ``path``
+without a CSV/Parquet dataset (or ``root`` with one), an L∞ eps over 1 (eps is a fraction of each
+feature's range), a surrogate that is not an MLP of the file.
 
 Example::
 
@@ -52,6 +53,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from advsec.errors import ConfigError
+from advsec.experiments.run_config import RunConfig
 from advsec.experiments.toml_locations import dotted, line_of
 from advsec.experiments.tomlio import tomllib
 from advsec.experiments.verifier_config import VerifierConfig, VerifierList
@@ -348,6 +350,9 @@ class ExperimentConfig(_Strict):
     defenses: list[DefenseConfig] = Field(default_factory=list)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     verifiers: VerifierList = Field(default_factory=list)
+    #: how the combinations are executed (:mod:`advsec.experiments.run_config`); not part of
+    #: what a run records (``exclude``): it never changes a number
+    run: RunConfig = Field(default_factory=RunConfig, exclude=True)
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
@@ -475,7 +480,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
 _MODELS: dict[str, type[BaseModel]] = {
     "experiment": ExperimentMeta, "data": DataConfig, "detectors": DetectorConfig,
     "attacks": AttackConfig, "threat": ThreatConfig, "defenses": DefenseConfig,
-    "tracking": TrackingConfig, "verifiers": VerifierConfig,
+    "tracking": TrackingConfig, "verifiers": VerifierConfig, "run": RunConfig,
 }
 
 

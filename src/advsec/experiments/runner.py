@@ -5,7 +5,10 @@ when a defence is configured, re-attacks it white-box with every attack under ev
 and writes its tables into ``combos/<key>/`` of the persistent staging folder ``.NAME.partial``
 beside the run directory (:func:`advsec.runio.atomic_run_dir`), which is renamed into place once
 every combination and the report are complete. ``--resume`` reuses finished combinations from
-the staging folder, so a killed run loses at most the one in flight.
+the staging folder, so a killed run loses at most the ones in flight. Combinations run one
+after another in this process (``[run] executor = "serial"``, the default) or as tasks of a
+process pool or a Ray cluster (:mod:`advsec.experiments.executors`), writing the same staging
+folder: ``--resume`` continues whichever executor ran the first part.
 
 What can be known before the run starts is checked before the staging folder exists
 (:func:`validate_run`; its log goes into ``run.log`` afterwards): the tracker, the data of every
@@ -25,33 +28,32 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from advsec.attacks import make_attack
-from advsec.datasets import Dataset
-from advsec.errors import AdvsecError, ConfigError, DataError
-from advsec.evaluation import Flag, attack_success_rate, detection_metrics, evaluate_attack
-from advsec.evaluation.evasion import WorstCase, add_evasion_columns, evasion_counts
-from advsec.evaluation.honesty import check_clean, check_single_feature
+from advsec.errors import AdvsecError, ConfigError
+from advsec.evaluation import detection_metrics, evaluate_attack
+from advsec.evaluation.evasion import WorstCase, add_evasion_columns
+from advsec.evaluation.honesty import check_clean
 from advsec.experiments import artifacts
 from advsec.experiments.artifacts import CombinationResult, combo_dir, write_combo
-from advsec.experiments.baselines import baseline_model
-from advsec.experiments.config import (
-    FILE_DATASETS,
-    DefenseConfig,
-    DetectorConfig,
-    ExperimentConfig,
-)
-from advsec.experiments.dataload import data_record, load_dataset
+from advsec.experiments.baselines import transfer_baselines
+from advsec.experiments.config import DetectorConfig, ExperimentConfig
+from advsec.experiments.dataload import load_dataset
 from advsec.experiments.hardening import harden
 from advsec.experiments.tracking import track_run
 from advsec.experiments.transfer import transfer_from
+from advsec.experiments.units import (
+    Combination,
+    Prepared,
+    data_name,
+    plan,
+    prepare,
+    write_data_facts,
+)
 from advsec.experiments.verify_stage import verify_threat
-from advsec.features.space import FeatureSpace
 from advsec.models import Detector
 from advsec.runio import (
     atomic_run_dir,
@@ -62,27 +64,12 @@ from advsec.runio import (
     write_text,
 )
 
-__all__ = ["Combination", "RunResult", "load_dataset", "plan", "run_experiment", "staging_dir",
-           "validate_run"]
+__all__ = ["Combination", "RunResult", "load_dataset", "plan", "run_experiment", "run_one",
+           "staging_dir", "validate_run"]
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class Combination:
-    """One unit of work: a seed, an MLP detector and a defence (``None``: undefended)."""
-
-    seed: int
-    detector: DetectorConfig
-    defense: DefenseConfig | None
-
-    @property
-    def key(self) -> str:
-        """Folder name: ``s<seed>__<detector>__<defence or none>``."""
-        d = self.defense.label if self.defense else "none"
-        return f"s{self.seed}__{self.detector.name}__{d}"
 
 
 @dataclass
@@ -95,13 +82,6 @@ class RunResult:
     reused: int
     seconds: float
     nothing_to_do: bool = False
-
-
-def plan(cfg: ExperimentConfig) -> list[Combination]:
-    """All combinations in execution order."""
-    mlps = [d for d in cfg.detectors if d.kind == "mlp"]
-    defenses: list[DefenseConfig | None] = [None, *cfg.defenses]
-    return [Combination(s, d, f) for s in cfg.experiment.seeds for d in mlps for f in defenses]
 
 
 def run_experiment(
@@ -124,12 +104,20 @@ def run_experiment(
         resume: reuse finished combinations of an interrupted run of the same configuration;
             when ``out`` is already a finished run of it, do nothing (``nothing_to_do``).
         force: replace an existing ``out``.
-        progress: ``fn(stage, k, n)`` called as work advances.
+        progress: ``fn(stage, k, n)`` called as work advances (``k`` combinations of ``n``
+            finished, over all workers).
+
+    ``cfg.run`` says how combinations are executed (:mod:`advsec.experiments.executors`):
+    one after another here (``serial``), or each as a task of a process pool or of Ray.
+    Returns where the run went, how many combinations it had and reused, and its seconds.
     """
+    from advsec.experiments.executors import check_executor, run_parallel
+
     t0 = time.perf_counter()
     out = Path(out).resolve()
     report = progress or (lambda s, k, n: None)
     combos = plan(cfg)
+    check_executor(cfg.run)
     if resume and not force and artifacts.finished_run(out, cfg):
         log.info("%s: already complete, nothing to do", out)
         return RunResult(out, len(combos), len(combos), 0.0, nothing_to_do=True)
@@ -142,7 +130,11 @@ def run_experiment(
         artifacts.discard_leftovers(stage)
         write_text(stage / "config.toml", config_text or "# configuration given programmatically\n")
         write_text(stage / "config.json", cfg.model_dump_json(indent=2))  # atomic: read on resume
-        reused = _run_combinations(cfg, combos, stage, report, prepared)
+        if cfg.run.executor == "serial":
+            reused = _run_combinations(cfg, combos, stage, report, prepared)
+        else:  # the workers prepare their own data
+            prepared.clear()
+            reused = run_parallel(cfg, combos, stage, report)
         report("report", len(combos), len(combos))
         log.info("report: building")
         from advsec.reporting.run_report import build_run_report
@@ -153,7 +145,7 @@ def run_experiment(
 
 
 def validate_run(cfg: ExperimentConfig, *, out: str | Path,
-                 resume: bool = False) -> dict[int, _Prepared]:
+                 resume: bool = False) -> dict[int, Prepared]:
     """Check everything a run of ``cfg`` into ``out`` needs, creating nothing; returns the
     prepared data by seed (kept for the run when it is small).
 
@@ -170,14 +162,14 @@ def validate_run(cfg: ExperimentConfig, *, out: str | Path,
     resuming = resume and stage.is_dir()
     if resuming:
         artifacts.check_same_config(stage, cfg)
-    prepared: dict[int, _Prepared] = {}
+    prepared: dict[int, Prepared] = {}
     size = 0
     for seed in cfg.experiment.seeds:
         log.info("checking the data of seed %d", seed)
         try:
-            p = _prepare(cfg, seed)
+            p = prepare(cfg, seed)
         except AdvsecError as exc:  # name the data when the loader's message does not
-            d, msg, name = cfg.data, str(exc), _data_name(cfg)
+            d, msg, name = cfg.data, str(exc), data_name(cfg)
             if msg.startswith(name) or any(str(v) in msg for v in (d.path, d.root) if v):
                 raise
             raise type(exc)(f"[data] {name}, seed {seed}: {msg}") from None
@@ -195,7 +187,7 @@ _KEEP_PREPARED_BYTES = 512 * 2**20
 
 
 def _run_combinations(cfg: ExperimentConfig, combos: list[Combination], stage: Path,
-                      report: ProgressFn, prepared: dict[int, _Prepared] | None = None) -> int:
+                      report: ProgressFn, prepared: dict[int, Prepared] | None = None) -> int:
     """Run every combination not finished in ``stage`` yet; returns how many were reused.
 
     ``prepared``: data already prepared by seed (a seed's entry is dropped after its last
@@ -211,99 +203,28 @@ def _run_combinations(cfg: ExperimentConfig, combos: list[Combination], stage: P
         else:
             report(combo.key, k, len(combos))
             log.info("combination %d/%d: %s", k + 1, len(combos), combo.key)
-            if combo.seed not in cache:
-                cache[combo.seed] = _prepare(cfg, combo.seed)
-            _write_data_facts(cfg, stage, combo.seed, cache[combo.seed])
-            result = _run_combination(cfg, combo, cache[combo.seed], stage)
-            write_combo(stage, combo.key, result)
+            run_one(cfg, combo, stage, cache)
             report(combo.key, k + 1, len(combos))
         if k + 1 == len(combos) or combos[k + 1].seed != combo.seed:
             cache.pop(combo.seed, None)
     return reused
 
 
-# ---------------------------------------------------------------------- data
-@dataclass
-class _Prepared:
-    """One seed's data: the dataset, its fitted FeatureSpace, encoded splits, evaluation rows
-    and the red flags of its training table."""
-    ds: Dataset
-    space: FeatureSpace
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    eval_idx: np.ndarray
-    flags: list[Flag]
-    data: dict[str, Any]
+def run_one(cfg: ExperimentConfig, combo: Combination, stage: Path,
+            cache: dict[int, Prepared]) -> float:
+    """Run ``combo`` and write it into ``combos/<key>/`` (and ``data/s<seed>.json``) of the
+    staging folder ``stage``, the same in every executor; returns its seconds.
+
+    ``cache``: prepared data by seed, filled with the seed's data when they are not there."""
+    if combo.seed not in cache:
+        cache[combo.seed] = prepare(cfg, combo.seed)
+    write_data_facts(cfg, stage, combo.seed, cache[combo.seed])
+    result = _run_combination(cfg, combo, cache[combo.seed], stage)
+    write_combo(stage, combo.key, result)
+    return result.seconds
 
 
-def _prepare(cfg: ExperimentConfig, seed: int) -> _Prepared:
-    """Load and encode the data of ``seed`` (training rows and evaluation subset sampled)."""
-    ds = load_dataset(cfg, seed)
-    rng = np.random.default_rng(seed)
-    train = ds.train
-    cut = ""
-    if cfg.data.max_train_rows and len(train) > cfg.data.max_train_rows:
-        train = train.iloc[np.sort(rng.choice(len(train), cfg.data.max_train_rows,
-                                              replace=False))]
-        cut = f" (max_train_rows = {cfg.data.max_train_rows})"
-    _check_splits(cfg, ds, train, seed, cut)
-    space = FeatureSpace(ds.schema).fit(train)
-    x_train = space.encode(train)
-    x_test = space.encode(ds.test)
-    y_train = train[ds.label].astype(str).to_numpy()
-    y_test = ds.test[ds.label].astype(str).to_numpy()
-    n_eval = cfg.data.max_eval_rows
-    eval_idx = (np.sort(rng.choice(len(x_test), n_eval, replace=False))
-                if n_eval and len(x_test) > n_eval else np.arange(len(x_test)))
-    flags = [check_single_feature(train, y_train, ds.schema, seed=seed)]
-    return _Prepared(ds, space, x_train, y_train, x_test, y_test, eval_idx, flags,
-                     data_record(cfg, ds))
-
-
-def _write_data_facts(cfg: ExperimentConfig, stage: Path, seed: int, p: _Prepared) -> None:
-    """Write ``data/s<seed>.json``: what the report's data section states about the seed."""
-    import json
-
-    from advsec.reporting.data_section import data_facts
-
-    facts = data_facts(p.ds, seed=seed, n_train=len(p.x_train), n_eval=len(p.eval_idx),
-                       max_train_rows=cfg.data.max_train_rows,
-                       max_eval_rows=cfg.data.max_eval_rows)
-    (stage / "data").mkdir(exist_ok=True)
-    write_text(stage / "data" / f"s{seed}.json", json.dumps(facts, indent=2))
-
-
-def _data_name(cfg: ExperimentConfig) -> str:
-    """How errors name the data: the file, or the dataset (and its root)."""
-    d = cfg.data
-    if d.dataset in FILE_DATASETS:  # a file
-        return str(d.path)
-    return f"dataset {d.dataset!r}" + (f" ({d.root})" if d.root else "")
-
-
-def _check_splits(cfg: ExperimentConfig, ds: Dataset, train: pd.DataFrame, seed: int,
-                  cut: str) -> None:
-    """One-line DataErrors for splits no detector can be trained or scored on."""
-    name = _data_name(cfg)
-    if len(train) == 0:
-        raise DataError(f"{name}: the training split of seed {seed} is empty")
-    if len(ds.test) == 0:
-        raise DataError(f"{name}: the test split of seed {seed} is empty")
-    if ds.label not in train.columns:
-        raise DataError(f"{name}: no label column {ds.label!r}")
-    classes = sorted(train[ds.label].astype(str).unique())
-    if len(classes) < 2:
-        raise DataError(f"{name}: the training split of seed {seed}{cut} has a single class "
-                        f"({classes[0]!r}); a detector needs at least two")
-    if str(ds.benign_label) not in classes:
-        raise DataError(f"{name}: the benign label {ds.benign_label!r} does not occur in the "
-                        f"training split of seed {seed}{cut} (classes: {', '.join(classes)}); "
-                        "set [data] benign_label")
-
-
-def _check_attacks(cfg: ExperimentConfig, p: _Prepared, seed: int) -> None:
+def _check_attacks(cfg: ExperimentConfig, p: Prepared, seed: int) -> None:
     """Build every attack under every threat model once (nothing is run)."""
     classes = sorted(set(p.y_train))
     benign = classes.index(str(p.ds.benign_label))
@@ -328,7 +249,7 @@ def _model_paths(cfg: ExperimentConfig, seed: int) -> list[tuple[DetectorConfig,
     return out
 
 
-def _check_models(cfg: ExperimentConfig, p: _Prepared, seed: int, stage: Path) -> None:
+def _check_models(cfg: ExperimentConfig, p: Prepared, seed: int, stage: Path) -> None:
     """The models an interrupted run saved must load and fit the data and the detector."""
     classes = sorted(set(p.y_train))
     for d, name in _model_paths(cfg, seed):
@@ -337,7 +258,7 @@ def _check_models(cfg: ExperimentConfig, p: _Prepared, seed: int, stage: Path) -
 
 
 # ---------------------------------------------------------------------- one combination
-def _train_mlp(d: DetectorConfig, seed: int, p: _Prepared, stage: Path) -> Detector:
+def _train_mlp(d: DetectorConfig, seed: int, p: Prepared, stage: Path) -> Detector:
     """The MLP of detector ``d`` for ``seed``: loaded from ``stage/models`` or trained and saved."""
     path = stage / "models" / f"{d.name}-s{seed}"
     if path.with_suffix(".json").exists():
@@ -351,7 +272,7 @@ def _train_mlp(d: DetectorConfig, seed: int, p: _Prepared, stage: Path) -> Detec
 
 
 def _run_combination(
-    cfg: ExperimentConfig, combo: Combination, p: _Prepared, stage: Path
+    cfg: ExperimentConfig, combo: Combination, p: Prepared, stage: Path
 ) -> CombinationResult:
     """Train or load, harden, attack and score one combination; everything it measured (and
     its red flags: model, clean-detector and training-data checks)."""
@@ -419,72 +340,6 @@ def _run_combination(
             [{**meta, "threat": threat, **row, "attacks": len(cfg.attacks)}
              for row in worst.rows()]))
     if combo.defense is None:
-        res.sweep.extend(_baselines(cfg, combo, p, det, x_eval, y_eval, benign, meta))
+        res.sweep.extend(transfer_baselines(cfg, combo, p, det, x_eval, y_eval, benign, meta))
     res.seconds = time.perf_counter() - t0
     return res
-
-
-def _baselines(
-    cfg: ExperimentConfig, combo: Combination, p: _Prepared, surrogate: Detector,
-    x_eval: torch.Tensor, y_eval: torch.Tensor, benign: int, meta: dict[str, Any],
-) -> list[pd.DataFrame]:
-    """Train scikit-learn baselines and score them on examples crafted against this MLP.
-
-    Each (threat, attack) is crafted once against the surrogate and scored on every baseline.
-    numpy/scipy matrix products run on one BLAS thread here (OpenBLAS results depend on the
-    thread count; torch's are not affected): the same seed gives the same numbers anywhere.
-    """
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _score_baselines(cfg, combo, p, surrogate, x_eval, y_eval, benign, meta)
-
-
-def _score_baselines(
-    cfg: ExperimentConfig, combo: Combination, p: _Prepared, surrogate: Detector,
-    x_eval: torch.Tensor, y_eval: torch.Tensor, benign: int, meta: dict[str, Any],
-) -> list[pd.DataFrame]:
-    """:func:`_baselines` without the thread limit."""
-    out: list[pd.DataFrame] = []
-    crafted: dict[tuple[str, str], Any] = {}
-    evasion = cfg.threat.evasion()  # the benign class is there: _check_splits
-    x_np = x_eval.numpy()
-    for b in cfg.detectors:
-        if b.kind == "mlp" or (b.surrogate or combo.detector.name) != combo.detector.name:
-            continue
-        log.info("%s: baseline %s", combo.key, b.name)
-        model = baseline_model(b, p.x_train, p.y_train, seed=combo.seed, space=p.space,
-                               benign_label=str(p.ds.benign_label), check_on=x_np[:1024])
-        classes = [str(c) for c in model.classes_]
-        benign_b = classes.index(str(p.ds.benign_label))
-        yb = np.array([classes.index(c) for c in p.y_test[p.eval_idx]])
-        clean_pred = np.array([classes.index(str(c)) for c in model.predict(x_np)])
-        for threat in cfg.threat.constraints:
-            for a in cfg.attacks:
-                key = (threat, a.label)
-                if key not in crafted:
-                    attack = make_attack(
-                        a.attack, eps=cfg.threat.eps, seed=combo.seed,
-                        feature_space=p.space if threat == "valid" else None,
-                        evasion=evasion, benign_class=benign, **a.options())
-                    crafted[key] = attack.run(surrogate, x_eval, y_eval, eps=cfg.threat.eps,
-                                              evaluate=False)
-                res = crafted[key]
-                rows = []
-                for e, xa in zip(res.eps, res.x_adv, strict=True):
-                    xa_np = xa.numpy()
-                    pred = np.array([classes.index(str(c)) for c in model.predict(xa_np)])
-                    rows.append({
-                        "attack": a.label, "eps": e,
-                        **detection_metrics(yb, pred, proba=model.predict_proba(xa_np),
-                                            benign_class=benign_b),
-                        "attack_success_rate": attack_success_rate(
-                            yb, clean_pred, pred, evasion=evasion, benign_class=benign_b),
-                        **evasion_counts(yb, clean_pred, pred, benign_b),
-                        "mean_linf": float((xa - x_eval).abs().amax(1).mean()),
-                        "n": len(yb), "seconds": res.seconds / len(res.eps)})
-                out.append(pd.DataFrame(rows).assign(
-                    **{**meta, "detector": b.name}, threat=threat,
-                    evaluation=f"transfer-from-{combo.detector.name}"))
-    return out
-
