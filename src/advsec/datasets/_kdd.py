@@ -26,7 +26,10 @@ __all__ = [
     "KDD_FEATURES",
     "KDD_SCHEMES",
     "attack_categories",
+    "kdd_frame",
     "kdd_labels",
+    "kdd_types",
+    "kdd_what",
     "read_kdd_file",
 ]
 
@@ -52,7 +55,9 @@ KDD_SCHEMES = ("binary", "category", "attack")
 _UNKNOWN_POLICIES = ("drop", "error", "keep")
 
 
-def _types(names: tuple[str, ...]) -> dict[str, pa.DataType]:
+def kdd_types(names: tuple[str, ...]) -> dict[str, pa.DataType]:
+    """pyarrow types of KDD-format columns: strings for the symbolic features and the label,
+    float64 for the ``*_rate`` shares, int64 for the other features (and ``extra`` columns)."""
     out: dict[str, pa.DataType] = {}
     for name in names:
         if name in _SYMBOLIC or name == ATTACK:
@@ -64,6 +69,12 @@ def _types(names: tuple[str, ...]) -> dict[str, pa.DataType]:
     return out
 
 
+def kdd_what(extra: tuple[str, ...] = ()) -> str:
+    """How a KDD-format file is described in read errors."""
+    return (f"{len(KDD_FEATURES) + 1 + len(extra)} comma-separated fields (41 features, label"
+            f"{', ' + ', '.join(extra) if extra else ''}), no header")
+
+
 def read_kdd_file(path: Path, *, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """One headerless KDD-format file -> the 41 features, ``attack`` and ``extra`` columns.
 
@@ -71,21 +82,28 @@ def read_kdd_file(path: Path, *, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     Numeric columns are int64 (counts) or float64 (rates); symbolic ones are strings.
     """
     names = (*KDD_FEATURES, ATTACK, *extra)
-    read = read_csv(path, header=False, names=names, types=_types(names), quoted=False,
-                    what=f"{len(names)} comma-separated fields (41 features, label"
-                         f"{', ' + ', '.join(extra) if extra else ''}), no header")
-    null = first_null(read.table, [*KDD_FEATURES, *extra])
+    read = read_csv(path, header=False, names=names, types=kdd_types(names), quoted=False,
+                    what=kdd_what(extra))
+    return kdd_frame(read.table, path, extra=extra)
+
+
+def kdd_frame(table: pa.Table, path: Path, *, extra: tuple[str, ...] = (),
+              offset: int = 0) -> pd.DataFrame:
+    """Parsed KDD-format rows (a whole file, or a chunk whose first row is data row
+    ``offset + 1`` of ``path``) -> the frame :func:`read_kdd_file` returns; empty values are
+    :class:`DataError` naming the file and the row."""
+    null = first_null(table, [*KDD_FEATURES, *extra])
     if null is not None:
-        raise DataError(
-            f"{path}, row {null[1]}, column {null[0]!r}: empty value, expected a number")
-    df = read.table.to_pandas()
+        raise DataError(f"{path}, row {offset + null[1]}, column {null[0]!r}: empty value, "
+                        f"expected a number")
+    df = table.to_pandas()
     codes, uniques = pd.factorize(df[ATTACK])
     cleaned = np.array([str(u).strip().rstrip(".") for u in uniques], dtype=object)
     df[ATTACK] = pd.array(cleaned[codes], dtype="string")
     for name in (*_SYMBOLIC, ATTACK):
         empty = (df[name].isna() | (df[name] == "")).to_numpy()
         if empty.any():
-            row = int(np.flatnonzero(empty)[0]) + 1
+            row = offset + int(np.flatnonzero(empty)[0]) + 1
             shown = "label" if name == ATTACK else name
             raise DataError(f"{path}, row {row}, column {shown!r}: empty value, expected a label")
     return df

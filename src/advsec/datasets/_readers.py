@@ -63,11 +63,14 @@ __all__ = [
     "MAX_LINE_BYTES",
     "SHOWN_CHARS",
     "CsvTable",
+    "csv_layout",
     "default_cache_dir",
     "find_file",
     "first_null",
+    "input_stream",
     "is_gzip",
     "open_text",
+    "parse_error",
     "read_csv",
     "read_parquet",
     "search_dirs",
@@ -129,7 +132,8 @@ def find_file(
     raise DataError(f"{dataset}: file {names[0]!r} (plain or .gz) not found in {where}{tail}")
 
 
-def _input_stream(path: Path) -> pa.NativeFile:
+def input_stream(path: Path) -> pa.NativeFile:
+    """``path`` as a pyarrow input stream, decompressed when it is gzip (by magic bytes)."""
     return pa.input_stream(str(path), compression="gzip" if is_gzip(path) else None)
 
 
@@ -313,7 +317,7 @@ def _read_body(
     while True:
         read_options = pacsv.ReadOptions(column_names=columns, skip_rows=skip, block_size=block)
         try:
-            with _input_stream(path) as stream:
+            with input_stream(path) as stream:
                 return pacsv.read_csv(stream, read_options=read_options,
                                       parse_options=parse_options,
                                       convert_options=convert_options)
@@ -326,7 +330,7 @@ def _read_body(
                                     f"{expect}") from None
                 block = max(_BLOCK, 2 * longest + 1)
                 continue
-            raise _explain(exc, path, columns, skip=skip, delimiter=delimiter,
+            raise parse_error(exc, path, columns, skip=skip, delimiter=delimiter,
                            quoted=quoted) from None
         except READ_ERRORS as exc:
             raise read_error(path, exc) from None
@@ -386,10 +390,12 @@ _KIND = {"int64": "an integer", "int32": "an integer", "double": "a number", "fl
          "bool": "true/false"}
 
 
-def _explain(
+def parse_error(
     exc: pa.ArrowInvalid, path: Path, columns: list[str], *, skip: int, delimiter: str,
     quoted: bool,
 ) -> DataError:
+    """The one-line :class:`DataError` for pyarrow's parse error ``exc`` on ``path`` (the row,
+    located by a slow scan, the column and the value where pyarrow names them)."""
     msg = str(exc)
     m = _FIELDS.search(msg)
     if m:

@@ -16,6 +16,8 @@ from torch import nn
 from advsec.errors import ConfigError, DataError
 from advsec.models.inference import batched_logits
 from advsec.models.mlp import MLP
+from advsec.models.streamed import STREAM_ROWS, Batches, FileBatches, MemoryBatches
+from advsec.rowstore import RowFile, is_memmap
 
 if TYPE_CHECKING:
     from advsec.features.space import FeatureSpace
@@ -79,6 +81,12 @@ class Detector:
 
     Shapes: ``X`` is ``(N, D)`` float32 (NumPy or torch); ``y`` is ``(N,)`` labels of any
     hashable type (strings or integers).
+
+    Data larger than memory: pass ``X`` as a file-backed memmap (``np.load(path,
+    mmap_mode="r")``, e.g. ``EncodedStore.x``); :meth:`fit` then reads its shuffled
+    mini-batches from the file by window (:mod:`advsec.models.streamed`: the same batches, so
+    the same weights, as the in-memory path with the same seed) and :meth:`logits` /
+    :meth:`predict` read it in chunks; ``y`` is held in memory (8 bytes per row).
 
     Example:
         >>> det = Detector(hidden=(64, 32), epochs=20, seed=0).fit(x_train, y_train)
@@ -160,7 +168,10 @@ class Detector:
             callback: called after each epoch with that epoch's history entry.
         """
         self._check_params()
-        x = self._as_tensor(X)
+        x: torch.Tensor | np.memmap = (X if isinstance(X, np.memmap) and is_memmap(X)
+                                       else self._as_tensor(X))
+        if x.ndim != 2:
+            raise DataError(f"X must have shape (N, D), got {tuple(x.shape)}")
         y_arr = as_labels(y)
         if y_arr.ndim != 1 or len(y_arr) != len(x):
             raise DataError(f"y must have shape ({len(x)},), got {y_arr.shape}")
@@ -193,7 +204,7 @@ class Detector:
 
     def _train(
         self,
-        x: torch.Tensor,
+        x: torch.Tensor | np.memmap,
         y: torch.Tensor,
         gen: torch.Generator,
         batch_transform: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None,
@@ -204,8 +215,9 @@ class Detector:
         n_val = math.floor(n * self.validation_split) if self.validation_split > 0 else 0
         perm = torch.randperm(n, generator=gen)
         val_idx, tr_idx = perm[:n_val], perm[n_val:]
-        x_tr, y_tr = x[tr_idx].to(device), y[tr_idx].to(device)
-        x_val, y_val = x[val_idx].to(device), y[val_idx].to(device)
+        data: Batches = (MemoryBatches(x, y, tr_idx, val_idx, device)
+                         if isinstance(x, torch.Tensor)
+                         else FileBatches(x, y, tr_idx, val_idx, device))
         opt = torch.optim.Adam(self.module_.parameters(), lr=self.lr,
                                weight_decay=self.weight_decay)
         loss_fn = nn.CrossEntropyLoss()
@@ -213,11 +225,9 @@ class Detector:
         start_epoch = len(self.history_)
         for epoch in range(self.epochs):
             self.module_.train()
-            order = torch.randperm(len(x_tr), generator=gen).to(device)
+            order = torch.randperm(data.n_train, generator=gen)
             total, seen = 0.0, 0
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                xb, yb = x_tr[idx], y_tr[idx]
+            for xb, yb in data.batches(order, self.batch_size):
                 if batch_transform is not None:
                     xb = batch_transform(self.module_, xb, yb)
                     self.module_.train()
@@ -225,13 +235,13 @@ class Detector:
                 loss = loss_fn(self.module_(xb), yb)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(idx)
-                seen += len(idx)
+                total += float(loss.detach()) * len(yb)
+                seen += len(yb)
             entry = {"epoch": float(start_epoch + epoch + 1), "loss": total / max(seen, 1)}
             if n_val:
                 self.module_.eval()
                 with torch.no_grad():
-                    logits = self.module_(x_val)
+                    logits, y_val = data.validation(self.module_)
                     val_loss = float(loss_fn(logits, y_val))
                     entry["val_loss"] = val_loss
                     entry["val_accuracy"] = float((logits.argmax(1) == y_val).float().mean())
@@ -251,8 +261,16 @@ class Detector:
             self.module_.load_state_dict(best_state)
 
     def logits(self, X: ArrayLike, *, batch_size: int = 8192) -> torch.Tensor:
-        """Logits ``(N, C)`` as a CPU float32 tensor (no gradient)."""
+        """Logits ``(N, C)`` as a CPU float32 tensor (no gradient); a memmap ``X`` is read
+        :data:`~advsec.models.streamed.STREAM_ROWS` rows at a time."""
         self._check_fitted()
+        if is_memmap(X):
+            rows = RowFile(X)
+            parts = [self.logits(chunk, batch_size=batch_size)
+                     for _, chunk in rows.windows(STREAM_ROWS)]
+            if parts:
+                return torch.cat(parts)
+            return torch.zeros((0, len(self.classes_)))
         x = self._as_tensor(X)
         return batched_logits(self.module_, x, batch_size=batch_size)
 
