@@ -28,11 +28,14 @@ def reproduce_command(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
     seed: int = typer.Option(0, "--seed", help="Seed for initialisation, training, attacks "
                              "and subsets (the split keeps the original's seed 10)."),
+    device: str = typer.Option("cpu", "--device", help="Training and attack device: cpu, cuda "
+                               "(cuda:N) or auto (CUDA when present)."),
 ) -> None:
     """Reproduce a study faithfully, then correct it; write one run directory with a report.
 
     Writes report.html, metrics.json, CSV tables, PNG figures, the original model and
-    config.toml into OUT.
+    config.toml into OUT. On the CPU (--device cpu or auto there) the numbers are the same
+    with or without --device; a device that is not there is one line, nothing written.
     """
     from advsec.experiments.reproductions import STUDIES, run_reproduction
 
@@ -41,6 +44,12 @@ def reproduce_command(
         raise ConfigError(f"unknown study {study!r}; known: {', '.join(sorted(STUDIES))}")
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
+    from advsec.models.detector import resolve_device
+
+    try:
+        dev = str(resolve_device(device))
+    except ConfigError as exc:
+        raise ConfigError(f"--device: {exc}") from None
     if out is None:
         out = Path("runs") / (f"{key}-quick" if quick else key)
     check_new_run_dir(out, force=force)
@@ -60,7 +69,7 @@ def reproduce_command(
             bar.update(task, description=stage, completed=k, total=n)
 
         result = run_reproduction(key, out=out, root=root, quick=quick, force=force,
-                                  seed=seed, progress=progress)
+                                  seed=seed, progress=progress, device=dev)
         bar.update(task, description="done", completed=10)
     h = result.headline
     console.print(

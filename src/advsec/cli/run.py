@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -13,6 +14,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from advsec.cli.common import console
 from advsec.errors import ConfigError, DataError
 from advsec.runio import check_new_run_dir, error_notes, note_error
+
+if TYPE_CHECKING:
+    from advsec.experiments.run_config import RunConfig
 
 __all__ = ["export_command", "report_command", "run_command"]
 
@@ -39,6 +43,9 @@ def run_command(
     address: str | None = typer.Option(
         None, "--address", help="An existing Ray cluster (default: a local instance on the "
         "usable cores); overrides [run] address."),
+    device: str | None = typer.Option(
+        None, "--device", help="Where the detectors train, harden, attack and verify: cpu "
+        "(the default), cuda (cuda:N) or auto (CUDA when present); overrides [run] device."),
 ) -> None:
     """Run every combination of an experiment file and write a run directory with a report.
 
@@ -48,14 +55,19 @@ def run_command(
     attacks. The run directory appears only when complete; an interrupted or failed run keeps
     a hidden OUT's .NAME.partial folder that --resume continues; --resume on a finished run
     prints "nothing to do". Whatever the executor, the numbers are the same, and --resume
-    continues a run started with another one.
+    continues a run started with another one. A device that is not there (--device cuda
+    without CUDA) is one line, exit 2, nothing created; on the CPU the numbers are the same
+    with --device cpu or auto as without.
     """
     from advsec.experiments.artifacts import finished_run
     from advsec.experiments.config import load_config
     from advsec.experiments.runner import plan, run_experiment
 
     cfg = load_config(config)
-    cfg.run = cfg.run.overridden(executor=executor, workers=workers, address=address)
+    cfg.run = cfg.run.overridden(executor=executor, workers=workers, address=address,
+                                 device=device)
+    if device is None:  # the file's device: is it there? (--device was checked above)
+        _check_file_device(config, cfg.run)
     if data_root is not None:
         if not data_root.is_dir():
             raise ConfigError(f"--data-root: {data_root} is not a folder")
@@ -131,6 +143,19 @@ def export_command(
         raise ConfigError(f"{run_dir}: no such run directory")
     with _damaged_run_dir(run_dir):
         console.print(f"wrote {export_adversarial(run_dir, fmt=fmt, out=out)}", soft_wrap=True)
+
+
+def _check_file_device(config: Path, run: RunConfig) -> None:
+    """A one-line ConfigError naming the file, the line and ``run.device`` when the file's
+    device is not on this machine (``cuda`` without CUDA)."""
+    from advsec.experiments.toml_locations import line_of
+
+    try:
+        run.resolved_device()
+    except ConfigError as exc:
+        line = line_of(config.read_text(encoding="utf-8"), ("run", "device"))
+        at = f", line {line}" if line else ""
+        raise ConfigError(f"{config}{at}: {exc} (or pass --device)") from None
 
 
 @contextlib.contextmanager

@@ -19,6 +19,11 @@ combination's draws are seeded by its seed alone: :mod:`advsec.experiments.units
   CPUs and running on that many threads, and ``1 / workers`` of a GPU when the combinations
   run on CUDA. The run directory must be on a file system every node sees.
 
+The device (``[run] device`` / ``--device``) is resolved once, in the run's process
+(:func:`combination_device`), and travels to every task in its configuration (``config["run"]
+["device"]``): ``auto`` means what it found there, and a task on a node without that device
+fails with a one-line error.
+
 A combination that hardens a detector waits until the undefended one of its seed has saved the
 model it starts from. The first task that fails stops the run with its error: tasks not started
 are dropped, those in flight are stopped (their half-written output is discarded on resume),
@@ -82,9 +87,10 @@ def worker_threads(*, workers: int, cores: int) -> int:
 
 
 def combination_device(cfg: ExperimentConfig) -> str:
-    """The device the combinations of ``cfg`` train and attack on: ``"cpu"`` (the runner's
-    detectors are built on the CPU; a CUDA device here makes Ray tasks request GPU shares)."""
-    return "cpu"
+    """The device the combinations of ``cfg`` train, harden, attack and verify on:
+    ``cfg.run.device`` resolved (``auto``: CUDA when present); a CUDA device here makes Ray
+    tasks request GPU shares. A one-line ConfigError when it is not there."""
+    return cfg.run.resolved_device()
 
 
 def run_task(config: dict[str, Any], key: str, stage: str, *, threads: int | None = None) -> float:
@@ -93,7 +99,8 @@ def run_task(config: dict[str, Any], key: str, stage: str, *, threads: int | Non
 
     ``threads``: torch and BLAS threads of this worker (``None``: the CPUs Ray granted the
     task). Its log records go into ``stage/run.log``. The seed's prepared data are kept for
-    the worker's next task of the same seed."""
+    the worker's next task of the same seed. The device is ``config["run"]["device"]``
+    (:func:`combination_device` of the run's process; the CPU when absent)."""
     from advsec.experiments.runner import run_one
 
     n = threads if threads is not None else _granted_cpus()
@@ -111,8 +118,11 @@ def run_task(config: dict[str, Any], key: str, stage: str, *, threads: int | Non
         del data[seed]
     root = Path(stage)
     with run_log(root / "run.log"):
+        device = cfg.run.resolved_device()
         log.info("%s: started in a worker (%d thread(s))", key, n)
-        return run_one(cfg, combo, root, data)
+        if device != "cpu":
+            log.info("%s: on %s", key, device)
+        return run_one(cfg, combo, root, data, device=device)
 
 
 def _granted_cpus() -> int:
@@ -141,10 +151,11 @@ class _Backend(Protocol):
 
 
 def run_parallel(cfg: ExperimentConfig, combos: list[Combination], stage: Path,
-                 report: Callable[[str, int, int], None]) -> int:
+                 report: Callable[[str, int, int], None], *, device: str | None = None) -> int:
     """Run the combinations of ``combos`` not finished in ``stage`` yet as tasks of
-    ``cfg.run``'s executor, ``report(what, finished, total)`` as each one finishes; returns how
-    many were reused. Raises the error of the first task that failed."""
+    ``cfg.run``'s executor on ``device`` (default: :func:`combination_device`),
+    ``report(what, finished, total)`` as each one finishes; returns how many were reused.
+    Raises the error of the first task that failed."""
     todo = [c for c in combos if not (combo_dir(stage, c.key) / "DONE").exists()]
     reused = len(combos) - len(todo)
     for c in combos:
@@ -153,7 +164,8 @@ def run_parallel(cfg: ExperimentConfig, combos: list[Combination], stage: Path,
     report(f"{reused} reused" if reused else "starting", reused, len(combos))
     if not todo:
         return reused
-    backend = _start(cfg, stage, n_tasks=len(todo))
+    backend = _start(cfg, stage, n_tasks=len(todo),
+                     device=combination_device(cfg) if device is None else device)
     try:
         _schedule(todo, stage, backend, report, done=reused, total=len(combos))
     except BaseException:
@@ -163,12 +175,13 @@ def run_parallel(cfg: ExperimentConfig, combos: list[Combination], stage: Path,
     return reused
 
 
-def _start(cfg: ExperimentConfig, stage: Path, *, n_tasks: int) -> _Backend:
-    """The backend of ``cfg.run.executor`` for ``n_tasks`` tasks."""
+def _start(cfg: ExperimentConfig, stage: Path, *, n_tasks: int, device: str) -> _Backend:
+    """The backend of ``cfg.run.executor`` for ``n_tasks`` tasks on ``device``."""
     config = cfg.model_dump(mode="json")
+    config["run"] = {"device": device}  # [run] is not dumped; the tasks need only the device
     if cfg.run.executor == "ray":
         return RayBackend(_import_ray(), run_task, config, stage, cfg.run, n_tasks=n_tasks,
-                          device=combination_device(cfg))
+                          device=device)
     cores = usable_cores()
     workers = min(cfg.run.workers or cores, n_tasks)
     threads = worker_threads(workers=workers, cores=cores)

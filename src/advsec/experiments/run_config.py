@@ -6,20 +6,24 @@
     executor = "processes"   # "serial" (the default), "processes" or "ray"
     workers = 4              # tasks at a time (default: the usable cores, or Ray's CPUs)
     # address = "ray://head:10001"   # an existing Ray cluster (ray only)
+    device = "auto"          # "cpu" (the default), "cuda", "cuda:N" or "auto" (CUDA when present)
 
-The command line's ``--executor``, ``--workers`` and ``--address`` override these keys
-(:meth:`RunConfig.overridden`). How a study is executed never changes its numbers, so this
-section is left out of the configuration a run directory records (``config.json``): a run
-started with one executor may be resumed with another.
+The command line's ``--executor``, ``--workers``, ``--address`` and ``--device`` override these
+keys (:meth:`RunConfig.overridden`). How a study is executed never changes its numbers (on the
+CPU, bit for bit; CUDA's float arithmetic differs from the CPU's), so this section is left out
+of the configuration a run directory records (``config.json``): a run started with one
+executor or device may be resumed with another.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from advsec.errors import ConfigError
+from advsec.models.detector import resolve_device
 
 __all__ = ["EXECUTORS", "Executor", "RunConfig"]
 
@@ -29,13 +33,27 @@ EXECUTORS: tuple[Executor, ...] = ("serial", "processes", "ray")
 
 
 class RunConfig(BaseModel):
-    """``[run]``: the executor, how many tasks run at a time, and a Ray cluster's address."""
+    """``[run]``: the executor, how many tasks run at a time, a Ray cluster's address and the
+    device the combinations train, harden, attack and verify on."""
 
     model_config = ConfigDict(extra="forbid")
 
     executor: Executor = "serial"
     workers: int | None = Field(None, ge=1)
     address: str | None = None
+    device: str = "cpu"
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, v: str) -> str:
+        """A device torch knows, or ``auto`` (whether it is there is checked when the run
+        starts: :meth:`resolved_device`, so that ``--device`` can replace it)."""
+        if v != "auto":
+            try:
+                torch.device(v)
+            except (RuntimeError, TypeError):
+                raise ValueError(f"expected cpu, cuda, cuda:N or auto, got {v!r}") from None
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -47,19 +65,35 @@ class RunConfig(BaseModel):
                              "\"ray\" (serial runs one combination at a time)")
         return self
 
+    def resolved_device(self, *, where: str = "run.device") -> str:
+        """The device the combinations run on (``auto``: CUDA when present, else the CPU), as
+        a string; a one-line ConfigError prefixed ``where`` when it is not there (CUDA on a
+        machine or torch build without it)."""
+        try:
+            return str(resolve_device(self.device))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
     def overridden(self, *, executor: str | None = None, workers: int | None = None,
-                   address: str | None = None) -> RunConfig:
+                   address: str | None = None, device: str | None = None) -> RunConfig:
         """These settings with the command line's options (those not ``None``) in their place;
         returns a new RunConfig, or raises a one-line ConfigError naming the option.
 
-        ``--workers`` or ``--address`` without ``--executor`` keep the file's executor."""
+        ``--workers`` or ``--address`` without ``--executor`` keep the file's executor;
+        ``--device`` is checked here (a device this machine has, or ``auto``)."""
+        if device is not None:
+            try:
+                resolve_device(device)
+            except ConfigError as exc:
+                raise ConfigError(f"--device: {exc}") from None
         if executor is not None and executor not in EXECUTORS:
             raise ConfigError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers {workers}: expected a positive integer (tasks at "
                               "a time)")
         values = self.model_dump()
-        given = {"executor": executor, "workers": workers, "address": address}
+        given = {"executor": executor, "workers": workers, "address": address,
+                 "device": device}
         values.update({k: v for k, v in given.items() if v is not None})
         try:
             return RunConfig.model_validate(values)

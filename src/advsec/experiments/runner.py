@@ -19,6 +19,11 @@ a combination's folder, each model (its ``.json`` last) and the configuration fi
 one rename, the report is rebuilt, leftovers of a killed write are discarded, and every random
 draw is seeded, so the resumed ``sweep.csv`` equals an uninterrupted run's (``seconds`` aside).
 The scikit-learn baselines run on one BLAS thread (OpenBLAS results depend on the thread count).
+
+The device (``[run] device`` / ``--device``: ``cpu``, the default, ``cuda`` or ``auto``) is
+resolved before anything is created; the MLPs are trained, hardened, attacked and verified on
+it, while the data, the tables and the saved models stay on the CPU (the weights are moved there
+before they are written). On the CPU the numbers are the same bit for bit as without it.
 """
 
 from __future__ import annotations
@@ -108,16 +113,19 @@ def run_experiment(
             finished, over all workers).
 
     ``cfg.run`` says how combinations are executed (:mod:`advsec.experiments.executors`):
-    one after another here (``serial``), or each as a task of a process pool or of Ray.
+    one after another here (``serial``), or each as a task of a process pool or of Ray, and
+    on which device (a one-line ConfigError, before anything is created, when it is not
+    there).
     Returns where the run went, how many combinations it had and reused, and its seconds.
     """
-    from advsec.experiments.executors import check_executor, run_parallel
+    from advsec.experiments.executors import check_executor, combination_device, run_parallel
 
     t0 = time.perf_counter()
     out = Path(out).resolve()
     report = progress or (lambda s, k, n: None)
     combos = plan(cfg)
     check_executor(cfg.run)
+    device = combination_device(cfg)
     if resume and not force and artifacts.finished_run(out, cfg):
         log.info("%s: already complete, nothing to do", out)
         return RunResult(out, len(combos), len(combos), 0.0, nothing_to_do=True)
@@ -130,11 +138,12 @@ def run_experiment(
         artifacts.discard_leftovers(stage)
         write_text(stage / "config.toml", config_text or "# configuration given programmatically\n")
         write_text(stage / "config.json", cfg.model_dump_json(indent=2))  # atomic: read on resume
+        log.info("device: %s", device)
         if cfg.run.executor == "serial":
-            reused = _run_combinations(cfg, combos, stage, report, prepared)
+            reused = _run_combinations(cfg, combos, stage, report, prepared, device=device)
         else:  # the workers prepare their own data
             prepared.clear()
-            reused = run_parallel(cfg, combos, stage, report)
+            reused = run_parallel(cfg, combos, stage, report, device=device)
         report("report", len(combos), len(combos))
         log.info("report: building")
         from advsec.reporting.run_report import build_run_report
@@ -187,8 +196,10 @@ _KEEP_PREPARED_BYTES = 512 * 2**20
 
 
 def _run_combinations(cfg: ExperimentConfig, combos: list[Combination], stage: Path,
-                      report: ProgressFn, prepared: dict[int, Prepared] | None = None) -> int:
-    """Run every combination not finished in ``stage`` yet; returns how many were reused.
+                      report: ProgressFn, prepared: dict[int, Prepared] | None = None, *,
+                      device: str = "cpu") -> int:
+    """Run every combination not finished in ``stage`` yet on ``device``; returns how many
+    were reused.
 
     ``prepared``: data already prepared by seed (a seed's entry is dropped after its last
     combination)."""
@@ -203,7 +214,7 @@ def _run_combinations(cfg: ExperimentConfig, combos: list[Combination], stage: P
         else:
             report(combo.key, k, len(combos))
             log.info("combination %d/%d: %s", k + 1, len(combos), combo.key)
-            run_one(cfg, combo, stage, cache)
+            run_one(cfg, combo, stage, cache, device=device)
             report(combo.key, k + 1, len(combos))
         if k + 1 == len(combos) or combos[k + 1].seed != combo.seed:
             cache.pop(combo.seed, None)
@@ -211,15 +222,16 @@ def _run_combinations(cfg: ExperimentConfig, combos: list[Combination], stage: P
 
 
 def run_one(cfg: ExperimentConfig, combo: Combination, stage: Path,
-            cache: dict[int, Prepared]) -> float:
-    """Run ``combo`` and write it into ``combos/<key>/`` (and ``data/s<seed>.json``) of the
-    staging folder ``stage``, the same in every executor; returns its seconds.
+            cache: dict[int, Prepared], *, device: str = "cpu") -> float:
+    """Run ``combo`` on ``device`` (a resolved device: ``cpu``, ``cuda``, ``cuda:N``) and write
+    it into ``combos/<key>/`` (and ``data/s<seed>.json``) of the staging folder ``stage``, the
+    same in every executor; returns its seconds.
 
     ``cache``: prepared data by seed, filled with the seed's data when they are not there."""
     if combo.seed not in cache:
         cache[combo.seed] = prepare(cfg, combo.seed)
     write_data_facts(cfg, stage, combo.seed, cache[combo.seed])
-    result = _run_combination(cfg, combo, cache[combo.seed], stage)
+    result = _run_combination(cfg, combo, cache[combo.seed], stage, device=device)
     write_combo(stage, combo.key, result)
     return result.seconds
 
@@ -258,36 +270,47 @@ def _check_models(cfg: ExperimentConfig, p: Prepared, seed: int, stage: Path) ->
 
 
 # ---------------------------------------------------------------------- one combination
-def _train_mlp(d: DetectorConfig, seed: int, p: Prepared, stage: Path) -> Detector:
-    """The MLP of detector ``d`` for ``seed``: loaded from ``stage/models`` or trained and saved."""
+def _train_mlp(d: DetectorConfig, seed: int, p: Prepared, stage: Path, device: str) -> Detector:
+    """The MLP of detector ``d`` for ``seed`` on ``device``: loaded from ``stage/models`` or
+    trained and saved."""
     path = stage / "models" / f"{d.name}-s{seed}"
     if path.with_suffix(".json").exists():
-        return Detector.load(path)
+        return Detector.load(path, device=device)
     log.info("training %s, seed %d", d.name, seed)
     det = Detector(hidden=d.hidden, dropout=d.dropout, epochs=d.epochs, batch_size=d.batch_size,
                    lr=d.lr, weight_decay=d.weight_decay, validation_split=d.validation_split,
-                   patience=d.patience, seed=seed, device="cpu")
+                   patience=d.patience, seed=seed, device=device)
     det.fit(p.x_train, p.y_train)
-    return artifacts.save_model(det, path, p.space, data=p.data)
+    return _save(det, path, p, device)
+
+
+def _save(det: Detector, path: Path, p: Prepared, device: str) -> Detector:
+    """Save ``det`` into ``path`` (its weights moved to the CPU: the same files whichever
+    device) and load it back onto ``device``."""
+    saved = artifacts.save_model(det, path, p.space, data=p.data)  # loaded on the CPU
+    return saved if device == "cpu" else Detector.load(path, device=device)
 
 
 def _run_combination(
-    cfg: ExperimentConfig, combo: Combination, p: Prepared, stage: Path
+    cfg: ExperimentConfig, combo: Combination, p: Prepared, stage: Path, *, device: str = "cpu"
 ) -> CombinationResult:
-    """Train or load, harden, attack and score one combination; everything it measured (and
-    its red flags: model, clean-detector and training-data checks)."""
+    """Train or load, harden, attack and score one combination on ``device``; everything it
+    measured (and its red flags: model, clean-detector and training-data checks).
+
+    The data stay on the CPU: the detectors, attacks and verifiers move each batch to the
+    network's device and return their results on the CPU."""
     t0 = time.perf_counter()
-    base = _train_mlp(combo.detector, combo.seed, p, stage)
+    base = _train_mlp(combo.detector, combo.seed, p, stage, device)
     det = base
     if combo.defense is not None:
         path = stage / "models" / f"{combo.detector.name}-{combo.defense.label}-s{combo.seed}"
         if path.with_suffix(".json").exists():
-            det = Detector.load(path)
+            det = Detector.load(path, device=device)
         else:
             log.info("%s: hardening with %s", combo.key, combo.defense.label)
             det = harden(base, combo.defense, p.x_train, p.y_train, space=p.space,
                          seed=combo.seed)
-            det = artifacts.save_model(det, path, p.space, data=p.data)
+            det = _save(det, path, p, device)
     classes = [str(c) for c in det.classes_]
     if p.ds.benign_label not in classes:
         raise ConfigError(f"benign label {p.ds.benign_label!r} is not among the classes {classes}")

@@ -30,9 +30,12 @@ def run_reproduction(
     force: bool = False,
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
+    device: str = "cpu",
 ) -> Any:
-    """Run the study ``study`` into the run directory ``out``; returns its result object
-    (with ``report``, ``seconds`` and ``headline``)."""
+    """Run the study ``study`` into the run directory ``out`` on ``device`` (``cpu``,
+    ``cuda``, ``cuda:N`` or ``auto``: CUDA when present; a one-line ConfigError when it is not
+    there, before anything is created); returns its result object (with ``report``,
+    ``seconds`` and ``headline``)."""
     key = study.strip().lower().replace("_", "-")
     if key not in STUDIES:
         raise ConfigError(f"unknown study {study!r}; known: {', '.join(sorted(STUDIES))}")
@@ -40,7 +43,10 @@ def run_reproduction(
         KDD99Config,
         run_kdd99_adversarial_training,
     )
+    from advsec.models.detector import resolve_device
 
-    cfg = KDD99Config.quick_config(seed=seed) if quick else KDD99Config(seed=seed)
+    dev = str(resolve_device(device))
+    cfg = (KDD99Config.quick_config(seed=seed, device=dev) if quick
+           else KDD99Config(seed=seed, device=dev))
     return run_kdd99_adversarial_training(cfg, out=out, root=root, force=force,
                                           progress=progress)

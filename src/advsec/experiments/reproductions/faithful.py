@@ -68,9 +68,13 @@ def keras_fit(
 ) -> list[dict[str, float]]:
     """Train ``module`` (logits) on ``x`` ``(N, D)``, ``y`` ``(N,)`` class indices, Keras-style.
 
-    Returns the per-epoch history (``epoch``, ``loss``: mean training cross-entropy). The module
-    is left in eval mode.
+    Runs on the module's device (``x`` and ``y`` are moved there; the shuffles are drawn on the
+    CPU, so they are the same on every device). Returns the per-epoch history (``epoch``,
+    ``loss``: mean training cross-entropy). The module is left in eval mode.
     """
+    param = next(module.parameters(), None)
+    dev = param.device if param is not None else x.device
+    x, y = x.to(dev), y.to(dev)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(module.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-7)
     history: list[dict[str, float]] = []
@@ -82,7 +86,7 @@ def keras_fit(
         for start in range(0, n, batch_size):
             idx = perm[start : start + batch_size]
             opt.zero_grad(set_to_none=True)
-            for part in idx.split(chunk):
+            for part in idx.to(dev).split(chunk):
                 loss = F.cross_entropy(module(x[part]), y[part], reduction="sum") / len(idx)
                 loss.backward()
                 total += float(loss.detach()) * len(idx)

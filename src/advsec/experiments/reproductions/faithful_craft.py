@@ -139,12 +139,15 @@ class GradientMemory:
 
 def _targeted_gradient(prob: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``d(-CE(prob(x), labels).sum()) / dx``, computed as ``GradientAttack._gradient`` does
-    for a targeted cross-entropy attack (the loss on ``prob``'s outputs)."""
+    for a targeted cross-entropy attack (the loss on ``prob``'s outputs), on ``prob``'s device
+    (the memory stays on the CPU: the gradient comes back there)."""
+    param = next(prob.parameters(), None)
+    dev = param.device if param is not None else x.device
     with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
-        total = -F.cross_entropy(prob(xg), labels, reduction="sum")
+        xg = x.detach().to(dev).requires_grad_(True)
+        total = -F.cross_entropy(prob(xg), labels.to(dev), reduction="sum")
         (grad,) = torch.autograd.grad(total, xg)
-    return grad
+    return grad.to(x.device)
 
 
 def supports(attacks: Mapping[str, OwnPredictionAttack]) -> bool:

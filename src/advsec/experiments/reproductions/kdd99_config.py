@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from advsec.experiments.reproductions.kdd99_data import BENIGN, CLASSES
@@ -56,6 +57,10 @@ class KDD99Config(BaseModel):
 
     seed: int = Field(0, ge=0, description="torch seed: initialisation, shuffling, attacks, "
                       "subsets (the split always uses the original's np.random.seed(10))")
+    # where the networks train and are attacked; how the study runs, not what it is: left out
+    # of config.toml and metrics.json (the CPU's numbers are the same with or without it)
+    device: str = Field("cpu", exclude=True, description="a resolved torch device: cpu, "
+                        "cuda or cuda:N (advsec reproduce --device)")
     split_seed: int = Field(10, description="np.random.seed before train_test_split")
     quick: bool = Field(False, description="a much smaller run (tests, smoke checks)")
     # --- faithful protocol
@@ -97,6 +102,15 @@ class KDD99Config(BaseModel):
     minmax_at_eps: float = Field(0.05, gt=0)
     minmax_at_epochs: int = Field(5, ge=1)
 
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        try:
+            torch.device(v)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device: expected cpu, cuda or cuda:N, got {v!r}") from None
+        return v
+
     @field_validator("sweep_eps", "minmax_eps", "defence_sweep_eps")
     @classmethod
     def _check_eps(cls, v: list[float]) -> list[float]:
@@ -105,7 +119,7 @@ class KDD99Config(BaseModel):
         return sorted(set(float(e) for e in v))
 
     @classmethod
-    def quick_config(cls, *, seed: int = 0) -> KDD99Config:
+    def quick_config(cls, *, seed: int = 0, device: str = "cpu") -> KDD99Config:
         """A run of seconds: a smaller network (64-128-64), small subsets, few epochs and
         steps. It exercises every stage; its numbers are not the study's."""
         return cls(seed=seed, quick=True, hidden=[64, 128, 64], epochs=4, batch_size=500,
@@ -114,7 +128,7 @@ class KDD99Config(BaseModel):
                    iterative_steps=3, pgd_steps=4,
                    sanity_rows=100, square_queries=20, defence_train_rows=1000, defence_epochs=1,
                    defence_batch_size=256, defence_steps=2, minmax_eps=[0.05, 0.2],
-                   minmax_epochs=1, minmax_at_epochs=1)
+                   minmax_epochs=1, minmax_at_epochs=1, device=device)
 
     def defence_reference_eps(self) -> float:
         """The value of the hardened models' eps grid closest to the defences' training eps."""

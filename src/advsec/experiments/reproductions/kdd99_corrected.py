@@ -210,7 +210,7 @@ def minmax_study(s: StudyState) -> None:
     y_tr = np.array(CLASSES)[s.y_train.numpy()]
     det = Detector(hidden=cfg.hidden, dropout=0.0, epochs=cfg.minmax_epochs,
                    batch_size=cfg.defence_batch_size, lr=cfg.lr, validation_split=0.0,
-                   seed=cfg.seed, device="cpu")
+                   seed=cfg.seed, device=cfg.device)
     det.fit(x_tr, y_tr)
     det.feature_space_ = space
     ev = (x_te, np.array(CLASSES)[s.y_test_np])

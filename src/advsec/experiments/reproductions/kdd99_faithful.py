@@ -76,7 +76,8 @@ def train_original(s: StudyState) -> None:
     """Train the original model Keras-style; its clean metrics go to ``s.out["clean"]``."""
     cfg = s.cfg
     t0 = time.perf_counter()
-    s.net = keras_mlp(len(NUMERIC_FEATURES), len(CLASSES), hidden=cfg.hidden, seed=cfg.seed)
+    s.net = keras_mlp(len(NUMERIC_FEATURES), len(CLASSES), hidden=cfg.hidden,
+                      seed=cfg.seed).to(cfg.device)
     s.history = keras_fit(s.net, s.x_train, s.y_train, epochs=cfg.epochs,
                           batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                           progress=lambda e, loss: log.info("epoch %d: loss %.5f", e, loss))

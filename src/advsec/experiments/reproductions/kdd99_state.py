@@ -108,16 +108,17 @@ class StudyState:
         return m, cm
 
     def detector(self, module: MLP) -> Detector:
-        """The Keras-style network as an advsec Detector (for the defences and saving)."""
+        """The Keras-style network (on ``cfg.device``) as an advsec Detector (for the defences
+        and saving)."""
         cfg = self.cfg
         det = Detector(hidden=cfg.hidden, dropout=0.0, epochs=cfg.defence_epochs,
                        batch_size=cfg.defence_batch_size, lr=cfg.lr, validation_split=0.0,
-                       seed=cfg.seed, device="cpu")
+                       seed=cfg.seed, device=cfg.device)
         det.module_ = module
         det.classes_ = np.array(CLASSES)
         det.n_features_in_ = len(NUMERIC_FEATURES)
         det.history_ = []
-        det.device_ = torch.device("cpu")
+        det.device_ = torch.device(cfg.device)
         return det
 
     def sweep_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
