@@ -136,10 +136,11 @@ def test_an_interrupted_ray_run_is_finished_serially_with_resume(study, referenc
     stage = staging_dir(out.resolve())
     assert not out.exists() and stage.is_dir() and len(finished) == 1
     done = sorted(p.parent.name for p in (stage / "combos").glob("*/DONE"))
-    assert done == [finished[0].split(" ")[0]]
+    # the other worker may have finished its task too before the interrupt reached the run
+    assert finished[0].split(" ")[0] in done and 1 <= len(done) <= 2
     cfg.run = RunConfig()  # serial
     result = run_experiment(cfg, out=out, config_text=STUDY, resume=True)
-    assert result.reused == 1 and result.combinations == 4
+    assert result.reused == len(done) and result.combinations == 4
     _same_as(out, reference)
 
 

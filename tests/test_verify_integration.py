@@ -84,10 +84,10 @@ def test_run_writes_verified_accuracy_below_the_attacks(verified_run):
     # the attacked accuracy on those records is the worst case's detection rate (binary)
     worst = pd.read_csv(verified_run / "worst_case.csv").sort_values("eps")
     np.testing.assert_allclose(mlp.attacked_accuracy, worst.worst_case_detection_rate)
-    # the forest is not verifiable: one n/a row with the reason
+    # crown cannot bound the forest: one n/a row with the reason
     forest = v[v.detector == "forest"]
     assert len(forest) == 1 and forest.verified_accuracy.isna().all()
-    assert "not a ReLU MLP" in forest.note.iloc[0]
+    assert "crown bounds ReLU MLPs" in forest.note.iloc[0]
     checks = pd.read_csv(combo / "checks.csv")
     sound = checks[checks.scope == "verification"]
     assert len(sound) == 1 and sound.ok.all() and "crown" in sound.check.iloc[0]
@@ -99,9 +99,48 @@ def test_report_shows_verified_vs_attacked(verified_run):
     assert "Verified accuracy (certified, lower bound)" in html
     assert "Worst-case attacked accuracy (upper bound)" in html
     assert "verified records unbroken by attacks (crown, valid)" in html
-    assert "n/a: random_forest is not a ReLU MLP" in html
+    assert "RandomForestClassifier; crown bounds ReLU MLPs" in html
     metrics = json.loads((verified_run / "metrics.json").read_text())
     assert {r["verifier"] for r in metrics["verified_vs_attacked"]} == {"crown"}
+
+
+TREES = STUDY.replace('n_estimators = 10', 'n_estimators = 5\nmax_depth = 4').replace(
+    '[[verifiers]]\nname = "crown"',
+    '[[verifiers]]\nname = "crown"\n\n[[verifiers]]\nname = "tree-milp"\ntime_limit = 10.0')
+
+
+def test_run_verifies_a_tree_baseline_exactly_against_its_transfer(tmp_path):
+    """A forest scored by transfer is verified by tree-milp (crown gives it an n/a row, and
+    tree-milp gives the MLP one); its verified accuracy never exceeds the transfer worst case,
+    equals it at eps 0, and no verified record is broken by a transferred example."""
+    assert 'name = "tree-milp"' in TREES and "max_depth = 4" in TREES
+    f = tmp_path / "study.toml"
+    f.write_text(TREES)
+    assert main(["run", str(f), "--out", str(tmp_path / "run")]) == 0
+    v = pd.read_csv(tmp_path / "run" / "verify.csv")
+    forest = v[(v.detector == "forest") & (v.verifier == "tree-milp")].sort_values("eps")
+    assert list(forest.eps) == [0, 0.02, 0.05, 0.1]
+    assert (forest.verified_accuracy <= forest.attacked_accuracy + 1e-12).all()
+    assert (forest.verified_broken == 0).all()
+    assert forest.verified_accuracy.iloc[0] == pytest.approx(forest.attacked_accuracy.iloc[0])
+    assert forest.verified_accuracy.is_monotonic_decreasing
+    assert forest.note.str.contains("transferred from the surrogate").all()
+    # the upper bound is the worst case over the transferred attacks: at most each one's
+    # detection rate (binary evasion: accuracy on the malicious records)
+    sweep = pd.read_csv(tmp_path / "run" / "sweep.csv")
+    tr = sweep[(sweep.detector == "forest") & (sweep.threat == "valid")]
+    per_eps = tr.groupby("eps").detection_rate.min()
+    for e, acc in zip(forest.eps, forest.attacked_accuracy, strict=True):
+        assert acc <= per_eps[e] + 1e-12
+    # the records: the malicious ones of the evaluation subset, as for the MLP
+    mlp = v[(v.detector == "mlp") & (v.verifier == "crown")]
+    assert (forest.records == mlp.records.iloc[0]).all()
+    na = v[v.verified_accuracy.isna()].set_index(["detector", "verifier"]).note
+    assert "tree-milp verifies tree ensembles" in na["mlp", "tree-milp"]
+    assert "crown bounds ReLU MLPs" in na["forest", "crown"]
+    checks = pd.read_csv(tmp_path / "run" / "combos" / "s0__mlp__none" / "checks.csv")
+    sound = checks[checks.scope == "verification"].set_index("detector")
+    assert sound.ok.all() and "tree-milp" in sound.loc["forest", "check"]
 
 
 # ---------------------------------------------------------------------- advsec attack --verify

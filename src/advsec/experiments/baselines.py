@@ -1,6 +1,7 @@
 """Detectors scored by transfer in a run: scikit-learn baselines (fitted here) and detectors the
 user already has as ONNX files (``kind = "onnx"``, loaded over the run's FeatureSpace), scored
-on examples crafted against their surrogate MLP (:func:`transfer_baselines`)."""
+on examples crafted against their surrogate MLP (:func:`transfer_baselines`) and verified by the
+run's ``[[verifiers]]`` that can bound them (``tree-milp`` for tree ensembles)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from advsec.errors import ConfigError
 from advsec.evaluation import attack_success_rate, detection_metrics
 from advsec.evaluation.evasion import evasion_counts
 from advsec.experiments.config import DetectorConfig, ExperimentConfig
+from advsec.experiments.verify_stage import verify_transfer_scored
 from advsec.models import Detector
 
 if TYPE_CHECKING:
+    from advsec.experiments.artifacts import CombinationResult
     from advsec.experiments.units import Combination, Prepared
 
 __all__ = ["baseline_model", "fit_baseline", "transfer_baselines"]
@@ -77,10 +80,13 @@ def baseline_model(d: DetectorConfig, x: np.ndarray, y: np.ndarray, *, seed: int
 def transfer_baselines(
     cfg: ExperimentConfig, combo: Combination, p: Prepared, surrogate: Detector,
     x_eval: torch.Tensor, y_eval: torch.Tensor, benign: int, meta: dict[str, Any],
-) -> list[pd.DataFrame]:
+    res: CombinationResult,
+) -> None:
     """Train the transfer-scored detectors of ``combo``'s MLP (scikit-learn baselines, ONNX
-    files) and score them on examples crafted against it; returns one table per (detector,
-    threat, attack), rows per eps.
+    files), score them on examples crafted against it and verify them: appends to
+    ``res.sweep`` one table per (detector, threat, attack), rows per eps, and to ``res.verify``
+    / ``res.checks`` the ``[[verifiers]]`` rows of each detector and threat
+    (:func:`~advsec.experiments.verify_stage.verify_transfer_scored`).
 
     Each (threat, attack) is crafted once against the surrogate and scored on every baseline.
     numpy/scipy matrix products run on one BLAS thread here (OpenBLAS results depend on the
@@ -89,15 +95,16 @@ def transfer_baselines(
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     with threadpool_limits(limits=1, user_api="blas"):
-        return _score(cfg, combo, p, surrogate, x_eval, y_eval, benign, meta)
+        _score(cfg, combo, p, surrogate, x_eval, y_eval, benign, meta, res)
 
 
 def _score(
     cfg: ExperimentConfig, combo: Combination, p: Prepared, surrogate: Detector,
     x_eval: torch.Tensor, y_eval: torch.Tensor, benign: int, meta: dict[str, Any],
-) -> list[pd.DataFrame]:
+    res: CombinationResult,
+) -> None:
     """:func:`transfer_baselines` without the thread limit."""
-    out: list[pd.DataFrame] = []
+    out = res.sweep
     crafted: dict[tuple[str, str], Any] = {}
     evasion = cfg.threat.evasion()  # the benign class is there: check_splits
     x_np = x_eval.numpy()
@@ -112,6 +119,8 @@ def _score(
         yb = np.array([classes.index(c) for c in p.y_test[p.eval_idx]])
         clean_pred = np.array([classes.index(str(c)) for c in model.predict(x_np)])
         for threat in cfg.threat.constraints:
+            # per eps: right on the clean record and on every transferred example
+            robust = np.stack([clean_pred == yb for _ in cfg.threat.eps])
             for a in cfg.attacks:
                 key = (threat, a.label)
                 if key not in crafted:
@@ -121,11 +130,13 @@ def _score(
                         evasion=evasion, benign_class=benign, **a.options())
                     crafted[key] = attack.run(surrogate, x_eval, y_eval, eps=cfg.threat.eps,
                                               evaluate=False)
-                res = crafted[key]
+                crafted_eps = crafted[key]
                 rows = []
-                for e, xa in zip(res.eps, res.x_adv, strict=True):
+                for k, (e, xa) in enumerate(zip(crafted_eps.eps, crafted_eps.x_adv,
+                                                strict=True)):
                     xa_np = xa.numpy()
                     pred = np.array([classes.index(str(c)) for c in model.predict(xa_np)])
+                    robust[k] &= pred == yb
                     rows.append({
                         "attack": a.label, "eps": e,
                         **detection_metrics(yb, pred, proba=model.predict_proba(xa_np),
@@ -134,9 +145,11 @@ def _score(
                             yb, clean_pred, pred, evasion=evasion, benign_class=benign_b),
                         **evasion_counts(yb, clean_pred, pred, benign_b),
                         "mean_linf": float((xa - x_eval).abs().amax(1).mean()),
-                        "n": len(yb), "seconds": res.seconds / len(res.eps)})
+                        "n": len(yb),
+                        "seconds": crafted_eps.seconds / len(crafted_eps.eps)})
                 out.append(pd.DataFrame(rows).assign(
                     **{**meta, "detector": b.name}, threat=threat,
                     evaluation=f"transfer-from-{combo.detector.name}"))
-    return out
+            verify_transfer_scored(cfg, threat, model, p.space, x_eval, yb, benign_b, robust,
+                                   {**meta, "detector": b.name}, res)
 

@@ -363,6 +363,6 @@ def _run_combination(
             [{**meta, "threat": threat, **row, "attacks": len(cfg.attacks)}
              for row in worst.rows()]))
     if combo.defense is None:
-        res.sweep.extend(transfer_baselines(cfg, combo, p, det, x_eval, y_eval, benign, meta))
+        transfer_baselines(cfg, combo, p, det, x_eval, y_eval, benign, meta, res)
     res.seconds = time.perf_counter() - t0
     return res

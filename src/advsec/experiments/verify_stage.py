@@ -8,9 +8,12 @@ malicious records, as the attacks attack only those), over the same ε list and 
 row of :func:`advsec.evaluation.verified.verified_vs_attacked` (verified accuracy, a lower
 bound; worst-case accuracy under every attack, an upper bound; the gap) and one soundness check
 (:func:`advsec.evaluation.verified.check_verified_unbroken`: a record verified and broken at the
-same ε is a red flag). Only ReLU MLPs can be verified: the run skips other detectors (its
-scikit-learn and ONNX baselines) with a logged note and rows marked "n/a"; ``advsec attack``
-refuses them with a one-line error before anything is written.
+same ε is a red flag). ``crown`` / ``ibp`` bound ReLU MLPs, ``tree-milp`` tree ensembles. The
+run's transfer-scored detectors (scikit-learn baselines, ONNX files) are verified too
+(:func:`verify_transfer_scored`), against the worst case of the examples transferred from their
+surrogate MLP; a verifier that cannot bound a detector gives it one row marked "n/a" with the
+reason (and a logged note). ``advsec attack`` refuses such a model with a one-line error before
+anything is written.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from advsec.features.space import FeatureSpace
 from advsec.verification import Verifier, make_verifier
 
 __all__ = ["attacked_rows", "cli_verifiers", "not_run_rows", "unsupported", "verify_against",
-           "verify_attack", "verify_threat"]
+           "verify_attack", "verify_threat", "verify_transfer_scored"]
 
 log = logging.getLogger(__name__)
 
@@ -114,23 +117,45 @@ def verify_threat(cfg: ExperimentConfig, threat: str, det: Any, space: FeatureSp
             res.checks.append({**meta, "scope": "verification", "check": flag.name,
                                "ok": flag.ok, "detail": flag.detail})
         res.verify.append(table.assign(**meta, threat=threat))
-        if meta["defense"] == "none":
-            res.verify.extend(_baseline_rows(cfg, vc.table_label, meta, threat))
 
 
-def _baseline_rows(cfg: ExperimentConfig, label: str, meta: dict[str, Any], threat: str
-                   ) -> list[pd.DataFrame]:
-    """"n/a" rows for the detectors scored by transfer from this combination's MLP (no verifier
-    bounds a forest or an ONNX graph), each with a logged note."""
-    out = []
-    for b in cfg.detectors:
-        if b.kind == "mlp" or (b.surrogate or meta["detector"]) != meta["detector"]:
-            continue
-        note = f"n/a: {b.kind} is not a ReLU MLP; only MLPs can be verified"
-        log.info("%s: verifier %s skipped (%s)", b.name, label, note.removeprefix("n/a: "))
-        out.append(not_run_rows(label, note).assign(**{**meta, "detector": b.name},
-                                                    threat=threat))
-    return out
+def verify_transfer_scored(cfg: ExperimentConfig, threat: str, model: Any, space: FeatureSpace,
+                           x: torch.Tensor, y: np.ndarray, benign: int, robust: np.ndarray,
+                           meta: dict[str, Any], res: CombinationResult) -> None:
+    """Every ``[[verifiers]]`` entry on a transfer-scored detector ``model`` (a scikit-learn
+    baseline or an ONNX graph of the run; ``tree-milp`` bounds its tree ensembles), appending to
+    ``res.verify`` and ``res.checks`` as :func:`verify_threat` does.
+
+    Args:
+        x: ``(N, D)`` the evaluation records; y: ``(N,)`` their indices among the model's
+            ``classes_``; benign: the benign class's index there.
+        robust: ``(E, N)`` bool, per ε of ``[threat]``: the model right on the clean record and
+            on every example transferred from its surrogate (the upper bound compared with).
+        meta: ``seed``, ``detector`` (this model's name), ``defense``.
+    """
+    if not cfg.verifiers:
+        return
+    eps = [float(e) for e in cfg.threat.eps]
+    rows = attacked_rows(y, benign, evasion=cfg.threat.evasion())
+    xr, yr = x[torch.as_tensor(rows)], torch.as_tensor(np.asarray(y)[rows])
+    for vc in cfg.verifiers:
+        verifier = make_verifier(vc.name, eps=eps, **vc.options(),
+                                 feature_space=space if threat == "valid" else None)
+        why = unsupported(verifier, model)
+        if why is not None:
+            log.info("%s: verifier %s not run: %s", meta["detector"], vc.table_label, why)
+            table = not_run_rows(vc.table_label, f"n/a: {why}")
+        else:
+            log.info("%s: verifier %s, %s threat, %d records (against transferred examples)",
+                     meta["detector"], vc.table_label, threat, len(rows))
+            table, flag = verify_against(verifier, model, xr, yr, robust[:, rows], eps,
+                                         label=vc.table_label, detector=str(meta["detector"]),
+                                         threat=threat)
+            res.checks.append({**meta, "scope": "verification", "check": flag.name,
+                               "ok": flag.ok, "detail": flag.detail})
+            table = table.assign(note="attacked accuracy: examples transferred from the "
+                                      "surrogate MLP")
+        res.verify.append(table.assign(**meta, threat=threat))
 
 
 # ---------------------------------------------------------------------- advsec attack --verify
