@@ -95,28 +95,9 @@ def verify_threat(cfg: ExperimentConfig, threat: str, det: Any, space: FeatureSp
         worst: the worst case over the attacks of this threat (every ε of ``[threat]``).
         meta: ``seed``, ``detector``, ``defense`` of the combination.
     """
-    if not cfg.verifiers:
-        return
-    eps = [float(e) for e in cfg.threat.eps]
-    rows = attacked_rows(y, benign, evasion=cfg.threat.evasion())
-    robust = np.stack([worst.correct(e)[rows] for e in eps])
-    xr, yr = x[torch.as_tensor(rows)], torch.as_tensor(np.asarray(y)[rows])
-    for vc in cfg.verifiers:
-        verifier = make_verifier(vc.name, eps=eps, **vc.options(),
-                                 feature_space=space if threat == "valid" else None)
-        why = unsupported(verifier, det)
-        if why is not None:
-            log.info("%s: %s not run: %s", meta["detector"], vc.table_label, why)
-            table = not_run_rows(vc.table_label, f"n/a: {why}")
-        else:
-            log.info("%s/%s: verifier %s, %s threat, %d records", meta["detector"],
-                     meta["defense"], vc.table_label, threat, len(rows))
-            table, flag = verify_against(verifier, det, xr, yr, robust, eps,
-                                         label=vc.table_label, detector=str(meta["detector"]),
-                                         threat=threat)
-            res.checks.append({**meta, "scope": "verification", "check": flag.name,
-                               "ok": flag.ok, "detail": flag.detail})
-        res.verify.append(table.assign(**meta, threat=threat))
+    if cfg.verifiers:
+        robust = np.stack([worst.correct(float(e)) for e in cfg.threat.eps])
+        _verify_all(cfg, threat, det, space, x, y, benign, robust, meta, res)
 
 
 def verify_transfer_scored(cfg: ExperimentConfig, threat: str, model: Any, space: FeatureSpace,
@@ -133,8 +114,17 @@ def verify_transfer_scored(cfg: ExperimentConfig, threat: str, model: Any, space
             on every example transferred from its surrogate (the upper bound compared with).
         meta: ``seed``, ``detector`` (this model's name), ``defense``.
     """
-    if not cfg.verifiers:
-        return
+    if cfg.verifiers:
+        _verify_all(cfg, threat, model, space, x, y, benign, robust, meta, res,
+                    note="attacked accuracy: examples transferred from the surrogate MLP")
+
+
+def _verify_all(cfg: ExperimentConfig, threat: str, model: Any, space: FeatureSpace,
+                x: torch.Tensor, y: np.ndarray, benign: int, robust: np.ndarray,
+                meta: dict[str, Any], res: CombinationResult, *, note: str = "") -> None:
+    """Every ``[[verifiers]]`` entry on ``model`` over the attacked records of ``x`` ``(N, D)``
+    (``y`` ``(N,)`` class indices), compared with ``robust`` ``(E, N)``; a verifier that cannot
+    bound the model gives one "n/a" row with its reason. ``note``: the verified rows' note."""
     eps = [float(e) for e in cfg.threat.eps]
     rows = attacked_rows(y, benign, evasion=cfg.threat.evasion())
     xr, yr = x[torch.as_tensor(rows)], torch.as_tensor(np.asarray(y)[rows])
@@ -146,15 +136,15 @@ def verify_transfer_scored(cfg: ExperimentConfig, threat: str, model: Any, space
             log.info("%s: verifier %s not run: %s", meta["detector"], vc.table_label, why)
             table = not_run_rows(vc.table_label, f"n/a: {why}")
         else:
-            log.info("%s: verifier %s, %s threat, %d records (against transferred examples)",
-                     meta["detector"], vc.table_label, threat, len(rows))
+            log.info("%s/%s: verifier %s, %s threat, %d records", meta["detector"],
+                     meta["defense"], vc.table_label, threat, len(rows))
             table, flag = verify_against(verifier, model, xr, yr, robust[:, rows], eps,
                                          label=vc.table_label, detector=str(meta["detector"]),
                                          threat=threat)
             res.checks.append({**meta, "scope": "verification", "check": flag.name,
                                "ok": flag.ok, "detail": flag.detail})
-            table = table.assign(note="attacked accuracy: examples transferred from the "
-                                      "surrogate MLP")
+            if note:
+                table = table.assign(note=note)
         res.verify.append(table.assign(**meta, threat=threat))
 
 
