@@ -15,11 +15,11 @@ eps (L-inf, a fraction of each feature's range):
 - ``transfer``: PGD (valid records, ``--pgd-steps`` steps) crafted on an advsec MLP
   122-256-128-64-2 (``--epochs`` epochs) and scored on the forest: accuracy;
 - ``square``: the score-based Square attack (``--queries`` queries) on the forest: accuracy;
-
-(every attack's accuracy is a robust accuracy: the share of records the model gets right both
-clean and under that attack, so none exceeds the clean accuracy);
 - ``exact_is_strongest``: the exact accuracy is <= every attack's, and no verified record is
   broken by any of them (``verified_broken`` 0 is the claim).
+
+Every attack's accuracy is a robust accuracy: the share of records the model gets right both
+clean and under that attack, so none exceeds the clean accuracy.
 
 Usage::
 
@@ -98,9 +98,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model.fit(x_train, y_train)
         fit_seconds = time.perf_counter() - t0
         y = np.searchsorted(model.classes_, labels)
-        clean = float((model.predict(x) == labels).mean())
+        clean_right = model.predict(x) == labels
+        clean = float(clean_right.mean())
         log.info("%s fitted in %.1f s, clean accuracy %.3f", name, fit_seconds, clean)
-        entry = _model_rows(model, x, y, labels, crafted, space, args)
+        entry = _model_rows(model, x, y, labels, clean_right, crafted, space, args)
         out[name] = {"fit_seconds": round(fit_seconds, 1), "clean_accuracy": round(clean, 4),
                      **entry}
         table += [{"model": name, "clean_accuracy": round(clean, 4), **r}
@@ -118,9 +119,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _model_rows(model: Any, x: np.ndarray, y: np.ndarray, labels: np.ndarray,
-                crafted: list[torch.Tensor], space: FeatureSpace, args: argparse.Namespace
-                ) -> dict[str, Any]:
-    """Exact, search, square and transfer at every eps on one ensemble."""
+                clean_right: np.ndarray, crafted: list[torch.Tensor], space: FeatureSpace,
+                args: argparse.Namespace) -> dict[str, Any]:
+    """Exact, search, square and transfer at every eps on one ensemble (``clean_right``:
+    ``(N,)`` bool, the model right on the clean records)."""
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
     exact = TreeMILP(feature_space=space, time_limit=args.time_limit)(model, x, y, eps=args.eps)
     exact_seconds = exact.seconds[0]
@@ -129,7 +131,6 @@ def _model_rows(model: Any, x: np.ndarray, y: np.ndarray, labels: np.ndarray,
     search = TreeSearch(feature_space=space, seed=args.seed).run(model, xt, yt, eps=args.eps)
     square = Square(feature_space=space, queries=args.queries, seed=args.seed).run(
         model, xt, yt, eps=args.eps)
-    clean_right = model.predict(x) == labels
     rows = []
     for k, e in enumerate(args.eps):
         lo, hi = exact.robust_accuracy_bounds[k]

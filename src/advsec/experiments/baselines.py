@@ -15,7 +15,7 @@ import torch
 from advsec.attacks import make_attack
 from advsec.errors import ConfigError
 from advsec.evaluation import attack_success_rate, detection_metrics
-from advsec.evaluation.evasion import evasion_counts
+from advsec.evaluation.evasion import WorstCase, evasion_counts
 from advsec.experiments.config import DetectorConfig, ExperimentConfig
 from advsec.experiments.verify_stage import verify_transfer_scored
 from advsec.models import Detector
@@ -104,7 +104,6 @@ def _score(
     res: CombinationResult,
 ) -> None:
     """:func:`transfer_baselines` without the thread limit."""
-    out = res.sweep
     crafted: dict[tuple[str, str], Any] = {}
     evasion = cfg.threat.evasion()  # the benign class is there: check_splits
     x_np = x_eval.numpy()
@@ -119,8 +118,7 @@ def _score(
         yb = np.array([classes.index(c) for c in p.y_test[p.eval_idx]])
         clean_pred = np.array([classes.index(str(c)) for c in model.predict(x_np)])
         for threat in cfg.threat.constraints:
-            # per eps: right on the clean record and on every transferred example
-            robust = np.stack([clean_pred == yb for _ in cfg.threat.eps])
+            worst = WorstCase(yb, benign_b)
             for a in cfg.attacks:
                 key = (threat, a.label)
                 if key not in crafted:
@@ -132,11 +130,10 @@ def _score(
                                               evaluate=False)
                 crafted_eps = crafted[key]
                 rows = []
-                for k, (e, xa) in enumerate(zip(crafted_eps.eps, crafted_eps.x_adv,
-                                                strict=True)):
+                for e, xa in zip(crafted_eps.eps, crafted_eps.x_adv, strict=True):
                     xa_np = xa.numpy()
                     pred = np.array([classes.index(str(c)) for c in model.predict(xa_np)])
-                    robust[k] &= pred == yb
+                    worst.add(e, clean_pred, pred)
                     rows.append({
                         "attack": a.label, "eps": e,
                         **detection_metrics(yb, pred, proba=model.predict_proba(xa_np),
@@ -147,9 +144,11 @@ def _score(
                         "mean_linf": float((xa - x_eval).abs().amax(1).mean()),
                         "n": len(yb),
                         "seconds": crafted_eps.seconds / len(crafted_eps.eps)})
-                out.append(pd.DataFrame(rows).assign(
+                res.sweep.append(pd.DataFrame(rows).assign(
                     **{**meta, "detector": b.name}, threat=threat,
                     evaluation=f"transfer-from-{combo.detector.name}"))
+            # per eps: right on the clean record and on every transferred example
+            robust = np.stack([worst.correct(e) & (clean_pred == yb) for e in cfg.threat.eps])
             verify_transfer_scored(cfg, threat, model, p.space, x_eval, yb, benign_b, robust,
                                    {**meta, "detector": b.name}, res)
 
