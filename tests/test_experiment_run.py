@@ -161,3 +161,38 @@ def test_defended_detector_is_reattacked_and_transfer_is_labelled(tmp_path):
     assert {"accuracy", "detection_rate", "fpr"} <= set(clean.columns)
     assert (tmp_path / "run" / "models" / "mlp-pgd_at-s0.safetensors").exists()
     assert "transfer-from-undefended" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_red_flags_are_counted_listed_and_fail_the_command_on_request(full_run, tmp_path,
+                                                                     capsys):
+    import re
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    assert main(["report", str(run), "--fail-on-red-flags"]) in (0, 1)
+    metrics = json.loads((run / "metrics.json").read_text())
+    counts = metrics["checks"]
+    # the counts in metrics.json are the report's
+    html = (run / "report.html").read_text()
+    m = re.search(r"(\d+) red flag\(s\); (\d+) check\(s\) passed; .*?(\d+) could not run", html)
+    assert m is not None
+    assert (counts["red_flags"], counts["passed"], counts["not_run"]) == tuple(
+        int(g) for g in m.groups())
+    assert counts["red_flags"] == len(metrics["red_flags"])
+    before = counts["red_flags"]
+    # one more failed model check in a combination's checks.csv
+    combo = sorted((run / "combos").iterdir())[0]
+    checks = pd.read_csv(combo / "checks.csv")
+    row = checks.iloc[0].to_dict() | {"scope": "model", "check": "injected_check", "ok": False,
+                                      "detail": "an injected failure"}
+    pd.concat([checks, pd.DataFrame([row])]).to_csv(combo / "checks.csv", index=False)
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0  # listed, but the exit code only on request
+    assert "injected_check" in capsys.readouterr().out
+    assert main(["report", str(run), "--fail-on-red-flags"]) == 1
+    out = capsys.readouterr().out
+    assert f"{before + 1} red flag(s)" in out and "an injected failure" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["checks"]["red_flags"] == before + 1
+    assert any(f["check"] == "injected_check" for f in metrics["red_flags"])

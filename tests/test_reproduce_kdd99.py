@@ -183,3 +183,12 @@ def test_quick_run_of_the_command_writes_a_complete_report(tmp_path, kdd_root):
     again = CliRunner().invoke(_app(), ["reproduce", "kdd99-adversarial-training", "--quick",
                                         "--out", str(out), "--root", str(kdd_root)])
     assert again.exit_code != 0 and isinstance(again.exception, ConfigError)
+
+
+def test_the_report_names_the_gpu_the_networks_ran_on(monkeypatch):
+    from advsec.experiments.reproductions import kdd99_report
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda dev=None: "NVIDIA H200")
+    line = kdd99_report._machine("cuda:0")
+    assert "NVIDIA H200" in line and "cuda:0" in line and "logical CPUs" in line
+    assert "NVIDIA" not in kdd99_report._machine("cpu")

@@ -46,6 +46,10 @@ def run_command(
     device: str | None = typer.Option(
         None, "--device", help="Where the detectors train, harden, attack and verify: cpu "
         "(the default), cuda (cuda:N) or auto (CUDA when present); overrides [run] device."),
+    fail_on_red_flags: bool = typer.Option(
+        False, "--fail-on-red-flags",
+        help="Exit with code 1 (after writing everything) when a red-flag check of the report "
+        "failed, e.g. in a CI pipeline; the failed checks are listed."),
 ) -> None:
     """Run every combination of an experiment file and write a run directory with a report.
 
@@ -106,14 +110,21 @@ def run_command(
     reused = f", {result.reused} reused" if result.reused else ""
     console.print(f"{result.combinations} combination(s){reused} in "
                   f"{time.perf_counter() - start:.1f} s")
+    raised = _print_flags(result.out)
     head = run_headline(result.out)
     if head:
         console.print(head, soft_wrap=True, markup=False, highlight=False)
     console.print(f"report: {result.out / 'report.html'}", soft_wrap=True)
+    if raised and fail_on_red_flags:
+        raise typer.Exit(1)
 
 
 def report_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by `advsec run`."),
+    fail_on_red_flags: bool = typer.Option(
+        False, "--fail-on-red-flags",
+        help="Exit with code 1 (after writing everything) when a red-flag check of the report "
+        "failed, e.g. in a CI pipeline; the failed checks are listed."),
 ) -> None:
     """Rebuild the figures, tables and report.html of a run directory from its results."""
     from advsec.reporting.run_report import build_run_report
@@ -124,10 +135,33 @@ def report_command(
 
     with _damaged_run_dir(run_dir):
         path = build_run_report(run_dir)
+    raised = _print_flags(run_dir)
     head = run_headline(run_dir)
     if head:
         console.print(head, soft_wrap=True, markup=False, highlight=False)
     console.print(f"report: {path}", soft_wrap=True)
+    if raised and fail_on_red_flags:
+        raise typer.Exit(1)
+
+
+def _print_flags(run_dir: Path, *, show: int = 10) -> int:
+    """Print the red flags of the reported ``run_dir`` (at most ``show`` of them); returns
+    how many there are."""
+    from advsec.reporting.run_report import raised_flags
+
+    flags = raised_flags(run_dir)
+    if not flags:
+        return 0
+    console.print(f"{len(flags)} red flag(s) (see the report's Red-flag checks):",
+                  soft_wrap=True, markup=False, highlight=False)
+    for f in flags[:show]:
+        where = "/".join(str(f.get(k)) for k in ("detector", "defense", "threat")
+                         if f.get(k) not in (None, "", "none"))
+        console.print(f"  {f.get('check')} ({where}): {f.get('detail')}", soft_wrap=True,
+                      markup=False, highlight=False)
+    if len(flags) > show:
+        console.print(f"  ... and {len(flags) - show} more", markup=False)
+    return len(flags)
 
 
 def export_command(

@@ -66,9 +66,12 @@ class WorstCase:
     """Per-record worst case over an ensemble of attacks, accumulated one attack at a time.
 
     ``add(eps, pred_clean, pred_adv)`` for every attack; :meth:`rows` then gives per ε the
-    worst-case accuracy (correct under every attack), detection rate (malicious records
-    detected under every attack), evasion rate (caught clean, evading at least one attack) and
-    induced false-alarm rate (passed clean, alarmed by at least one attack).
+    worst-case accuracy (correct clean and under every attack), detection rate (malicious
+    records detected clean and under every attack), evasion rate (caught clean, evading at least
+    one attack) and induced false-alarm rate (passed clean, alarmed by at least one attack).
+    The clean input is in every ball, so it counts as one more attack: a record misclassified
+    clean is never robust, whatever an attack made of it (as in
+    :func:`advsec.evaluation.worst_case`).
     """
 
     def __init__(self, y: np.ndarray, benign_class: int) -> None:
@@ -84,7 +87,7 @@ class WorstCase:
         y, b = self.y, self.benign
         pc, pa = np.asarray(pred_clean), np.asarray(pred_adv)
         s = self._state.setdefault(float(eps), {
-            "correct": np.ones(len(y), dtype=bool), "detected": y != b,
+            "correct": pc == y, "detected": (y != b) & (pc != b),
             "evaded": np.zeros(len(y), dtype=bool), "alarmed": np.zeros(len(y), dtype=bool),
             "caught": (y != b) & (pc != b), "passed": (y == b) & (pc == b)})
         s["correct"] &= pa == y

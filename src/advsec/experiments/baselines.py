@@ -148,7 +148,7 @@ def _score(
                     **{**meta, "detector": b.name}, threat=threat,
                     evaluation=f"transfer-from-{combo.detector.name}"))
             # per eps: right on the clean record and on every transferred example
-            robust = np.stack([worst.correct(e) & (clean_pred == yb) for e in cfg.threat.eps])
+            robust = np.stack([worst.correct(e) for e in cfg.threat.eps])
             verify_transfer_scored(cfg, threat, model, p.space, x_eval, yb, benign_b, robust,
                                    {**meta, "detector": b.name}, res)
 

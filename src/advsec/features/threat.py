@@ -68,6 +68,8 @@ class ThreatView:
 
     Attributes:
         increase, decrease: ``(D,)`` bool, the mutable columns that may only grow (shrink).
+        increase_cols, decrease_cols: the same columns as ``(n,)`` int64 indices (the
+            functions below work on these few columns only).
         value_cols: model columns of the mutable features with a value set.
         value_model: per such column, its allowed values as float32 model inputs ``(V,)``,
             sorted (exactly what ``encode`` gives for each value).
@@ -79,6 +81,8 @@ class ThreatView:
 
     increase: torch.Tensor
     decrease: torch.Tensor
+    increase_cols: torch.Tensor
+    decrease_cols: torch.Tensor
     value_cols: tuple[int, ...]
     value_model: tuple[torch.Tensor, ...]
     value_raw: tuple[torch.Tensor, ...]
@@ -117,18 +121,27 @@ def build_threat_view(space: FeatureSpace, device: torch.device | str) -> Threat
         params.append(_decoder(space, f))
     return ThreatView(
         increase=torch.as_tensor(inc, device=dev), decrease=torch.as_tensor(dec, device=dev),
+        increase_cols=torch.as_tensor(np.flatnonzero(inc), dtype=torch.int64, device=dev),
+        decrease_cols=torch.as_tensor(np.flatnonzero(dec), dtype=torch.int64, device=dev),
         value_cols=tuple(cols), value_model=tuple(model), value_raw=tuple(raw),
         value_decode=tuple(params), directed=bool(inc.any() or dec.any()),
         active=bool(inc.any() or dec.any() or cols))
 
 
 def restrict(view: ThreatView, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-    """``x`` ``(N, D)`` clamped to the directions around ``x0`` (a new tensor when it
-    changes anything; ``x`` itself when the space has no direction)."""
+    """``x`` ``(N, D)`` clamped to the directions around ``x0``: an ``increase`` entry below
+    the original's (a ``decrease`` entry above it) gets the original's value, bit for bit. A
+    new tensor when the space has a direction; ``x`` itself when it has none. Works on the
+    directed columns only (a gather and a scatter of a few columns)."""
     if not view.directed:
         return x
-    x = torch.where(view.increase & (x < x0), x0, x)
-    return torch.where(view.decrease & (x > x0), x0, x)
+    out = x.clone()
+    for cols, up in ((view.increase_cols, True), (view.decrease_cols, False)):
+        if len(cols):
+            sub, sub0 = x.index_select(1, cols), x0.index_select(1, cols)
+            wrong = sub < sub0 if up else sub > sub0
+            out.index_copy_(1, cols, torch.where(wrong, sub0, sub))
+    return out
 
 
 def snap_values(view: ThreatView, x: torch.Tensor, x0: torch.Tensor, lo: torch.Tensor | None,
@@ -166,9 +179,12 @@ def admissible(view: ThreatView, x: torch.Tensor, x0: torch.Tensor) -> torch.Ten
     """``(N,)`` bool: rows of ``x`` ``(N, D)`` that keep every direction around ``x0`` and whose
     value-set columns decode to an allowed value (or are the original's, bit for bit)."""
     ok = torch.ones(len(x), dtype=torch.bool, device=x.device)
-    if view.directed:
-        ok &= ~(view.increase & (x < x0)).any(dim=1)
-        ok &= ~(view.decrease & (x > x0)).any(dim=1)
+    if len(view.increase_cols):
+        cols = view.increase_cols
+        ok &= ~(x.index_select(1, cols) < x0.index_select(1, cols)).any(dim=1)
+    if len(view.decrease_cols):
+        cols = view.decrease_cols
+        ok &= ~(x.index_select(1, cols) > x0.index_select(1, cols)).any(dim=1)
     for c, allowed, p in zip(view.value_cols, view.value_raw, view.value_decode, strict=True):
         ok &= (x[:, c] == x0[:, c]) | torch.isin(_decode(x[:, c], p), allowed)
     return ok

@@ -28,8 +28,8 @@ from advsec.reporting.html import Section, json_records, render_report, versions
 from advsec.reporting.tables import nice_table
 from advsec.runio import atomic_file, write_text
 
-__all__ = ["build_run_report", "flags_section", "honesty_warning", "mode_note",
-           "run_headline", "threat_mode"]
+__all__ = ["build_run_report", "flag_counts", "flags_section", "honesty_warning", "mode_note",
+           "raised_flags", "run_headline", "threat_mode"]
 
 
 def build_run_report(run_dir: str | Path) -> Path:
@@ -56,6 +56,7 @@ def build_run_report(run_dir: str | Path) -> Path:
     mode = threat_mode(data["meta"], cfg)
     head = headline(adaptive, worst, fe, benign_attacked=mode != "evasion")
     cleans = clean_table(sweep, clean)
+    flags = _flag_rows(sweep, data["checks"])
     metrics = {
         "experiment": cfg.get("experiment", {}),
         "figure_eps": fe,
@@ -69,6 +70,8 @@ def build_run_report(run_dir: str | Path) -> Path:
         "strongest_attack": json_records(rs.strongest(adaptive)),
         "verified_vs_attacked": json_records(rs.verified_summary(verify)) if not verify.empty
         else [],
+        "checks": flag_counts(flags),
+        "red_flags": json_records(_raised(flags)),
         "versions": versions(),
     }
     write_text(run / "metrics.json", json.dumps(metrics, indent=2, default=_jsonable))
@@ -86,7 +89,7 @@ def build_run_report(run_dir: str | Path) -> Path:
         rs.per_class(data["per_class"], adaptive, fe, figs, benign),
         rs.features(data["features"], adaptive, fe, figs),
         rs.transfer(sweep, fe),
-        _flags(sweep, data["checks"]),
+        flags_section(flags),
         rs.setup(run, data["meta"]),
     ]
     title = f"advsec — {cfg.get('experiment', {}).get('name', run.name)}"
@@ -182,8 +185,46 @@ def honesty_warning(checks: pd.DataFrame) -> list[str]:
             + " (see Red-flag checks).</p>"]
 
 
-def _flags(sweep: pd.DataFrame, model_checks: pd.DataFrame) -> Section:
-    """Red-flag checks of the sweeps, the models, the clean detectors and the training data."""
+def raised_flags(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The red flags a reported run raised (``metrics.json``'s ``red_flags``: one dict per
+    failed check with ``detector``, ``defense``, ``threat``, ``check`` and ``detail``); empty
+    when none, or when the run has no report yet."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        flags = json.loads(path.read_text(encoding="utf-8")).get("red_flags", [])
+    except (OSError, ValueError):
+        return []
+    return [f for f in flags if isinstance(f, dict)]
+
+
+def flag_counts(checks: pd.DataFrame) -> dict[str, int]:
+    """``{"red_flags", "passed", "not_run"}``: the checks of ``checks`` (see
+    :func:`flags_section`) counted as the report counts them."""
+    if checks.empty:
+        return {"red_flags": 0, "passed": 0, "not_run": 0}
+    ok, not_run = _status(checks)
+    bad, skipped = int((~ok).sum()), int((ok & not_run).sum())
+    return {"red_flags": bad, "passed": len(checks) - bad - skipped, "not_run": skipped}
+
+
+def _status(checks: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """``(ok, not_run)`` bool Series of ``checks``: ``ok`` False when the check raised a flag
+    (a missing value counts as raised), ``not_run`` when its detail starts with "n/a"."""
+    ok = checks.ok.map(lambda v: v is True or (not isinstance(v, float) and bool(v)))
+    ok = ok & checks.ok.notna()
+    return ok.astype(bool), checks.detail.astype(str).str.startswith("n/a")
+
+
+def _raised(checks: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``checks`` that raised a red flag."""
+    if checks.empty:
+        return checks
+    return checks[~_status(checks)[0]].reset_index(drop=True)
+
+
+def _flag_rows(sweep: pd.DataFrame, model_checks: pd.DataFrame) -> pd.DataFrame:
+    """Red-flag checks of the sweeps, the models, the clean detectors and the training data:
+    one row per check (``detector``, ``defense``, ``threat``, ``check``, ``ok``, ``detail``)."""
     from advsec.evaluation.checks import check_sweep
 
     rows = []
@@ -200,7 +241,7 @@ def _flags(sweep: pd.DataFrame, model_checks: pd.DataFrame) -> Section:
             rows.append({"detector": r.detector, "defense": r.defense,
                          "threat": scope if isinstance(scope, str) else "model",
                          "check": r.check, "ok": bool(r.ok), "detail": r.detail})
-    return flags_section(pd.DataFrame(rows))
+    return pd.DataFrame(rows)
 
 
 def flags_section(checks: pd.DataFrame) -> Section:
@@ -212,11 +253,10 @@ def flags_section(checks: pd.DataFrame) -> Section:
     if checks.empty:
         return Section("Red-flag checks", ["<p>No checks could be run.</p>"])
     t = checks.copy()
-    ok = t.ok.astype(bool)
-    not_run = t.detail.astype(str).str.startswith("n/a")
+    ok, not_run = _status(t)
     t["ok"] = np.where(~ok, "RED FLAG", np.where(not_run, "not run", "ok"))
-    bad, skipped = int((~ok).sum()), int((ok & not_run).sum())
-    passed = len(t) - bad - skipped
+    counts = flag_counts(checks)
+    bad, skipped, passed = counts["red_flags"], counts["not_run"], counts["passed"]
     return Section("Red-flag checks", [
         f'<p class="{"flag-bad" if bad else "flag-ok"}">{bad} red flag(s); {passed} check(s) '
         f'passed; <span class="flag-na">{skipped} could not run (shown as "not run", not '

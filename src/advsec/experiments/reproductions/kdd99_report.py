@@ -254,7 +254,7 @@ def _report(s: StudyState, figs: dict[str, Path], timings: dict[str, float],
         f"{eps:g} numbers use the full test set.</p>",
         "<h3>Configuration</h3>", f"<pre>{html.escape(dumps_toml(cfg.model_dump()))}</pre>",
         "<h3>Timings (s)</h3>", kv_html({k: f"{v:.1f}" for k, v in timings.items()}),
-        f"<p>{_machine()}. {html.escape(_faithful_cost(s))}</p>",
+        f"<p>{_machine(s.cfg.device)}. {html.escape(_faithful_cost(s))}</p>",
         "<h3>Versions</h3>", kv_html(versions()),
     ])
     return render_report("advsec — KDD Cup 99 adversarial training, reproduced and corrected",
@@ -377,10 +377,19 @@ def _counts(s: StudyState) -> str:
                sum(got.values()) else ""))
 
 
-def _machine() -> str:
-    """Where the run ran: torch threads, logical CPUs, architecture."""
-    return (f"{torch.get_num_threads()} torch CPU threads on {os.cpu_count()} logical CPUs "
-            f"({html.escape(platform.machine())})")
+def _machine(device: str = "cpu") -> str:
+    """Where the run ran: the GPU's name when the networks ran on one; torch threads, logical
+    CPUs, architecture."""
+    cpu = (f"{torch.get_num_threads()} torch CPU threads on {os.cpu_count()} logical CPUs "
+           f"({html.escape(platform.machine())})")
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return cpu
+    try:
+        name = torch.cuda.get_device_name(dev)
+    except (RuntimeError, AssertionError, ValueError):  # no driver where the report is written
+        name = "unknown CUDA device"
+    return f"networks on {html.escape(name)} ({html.escape(str(dev))}), beside {cpu}"
 
 
 def _faithful_cost(s: StudyState) -> str:
