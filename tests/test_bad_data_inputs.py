@@ -199,6 +199,12 @@ DATA_CASES: dict[str, Case] = {
     "value not utf-8": lambda t: (
         tabular(write(t / "v.csv", rows_text(edit=set_field(5, 3, "b\xe9d")).encode("latin-1"))),
         r"v\.csv, row 5, column 'label': text is not valid UTF-8"),
+    "feature value not utf-8": lambda t: (
+        tabular(write(t / "f.csv", rows_text(edit=set_field(7, 0, "t\xe9p")).encode("latin-1"))),
+        r"f\.csv, row 7, column 'proto': text is not valid UTF-8"),
+    "parquet bytes column": lambda t: (
+        tabular(_parquet(t / "b.parquet", label={}, extra={"raw": [b"\xff\x00"] * 12})),
+        r"b\.parquet, row 1, column 'raw': binary data, not UTF-8 text"),
     "truncated gzip": _truncated_gzip,
     "corrupt gzip": _corrupt_gzip,
     "gzip magic only": lambda t: (tabular(write(t / "m.csv.gz", b"\x1f\x8b")),
@@ -319,9 +325,11 @@ DATA_CASES: dict[str, Case] = {
 }
 
 
-def _parquet(path: Path, label: dict) -> Path:
+def _parquet(path: Path, label: dict, extra: dict | None = None) -> Path:
     text = rows_text()
     df = pd.read_csv(io.StringIO(text))
+    for name, values in (extra or {}).items():
+        df[name] = values
     df["label"] = df["label"].astype(object)
     for row, value in label.items():
         df.loc[row - 1, "label"] = value
@@ -614,6 +622,28 @@ def test_a_large_field_below_the_limit_loads(tmp_path):
                      edit=lambda i, f: [*f[:3], note if i == 7 else "short", f[3]])
     ds = load("tabular", path=write(tmp_path / "wide.csv", text), test_path=tmp_path / "wide.csv")
     assert len(ds.train) == 20 and "bytes" in ds.schema.names
+
+
+def test_integers_beyond_float_precision_stay_exact_floats_not_wrapped(tmp_path):
+    # unsigned 64-bit counters beyond int64 must not wrap in an int64 cast
+    big = [str(2**64 + 2**44 * ((5 * i) % 12)) for i in range(1, 13)]  # not a row id
+    text = rows_text(edit=lambda i, f: [f[0], big[i - 1], *f[2:]])
+    ds = load("tabular", path=write(tmp_path / "big.csv", text), test_path=tmp_path / "big.csv")
+    col = ds.train["bytes"].to_numpy(dtype=np.float64)
+    assert (col >= 2.0**64).all()  # never a wrapped negative value
+    np.testing.assert_allclose(col, [float(v) for v in big], rtol=1e-15)
+
+
+def test_parquet_text_stored_as_bytes_and_boolean_labels(tmp_path):
+    text = rows_text()
+    df = pd.read_csv(io.StringIO(text))
+    df["proto"] = df["proto"].map(str.encode)  # valid UTF-8 as bytes: read as text
+    df["label"] = df["label"] == "bad"  # True / False labels: False is guessed benign
+    df.to_parquet(tmp_path / "b.parquet")
+    ds = load("tabular", path=tmp_path / "b.parquet", test_path=tmp_path / "b.parquet")
+    assert ds.benign_label == "False"
+    assert set(ds.train["proto"]) == {"tcp", "udp"}
+    assert set(ds.labels("train")) == {"False", "attack"}
 
 
 def test_header_after_blank_lines_and_a_big_header_field(tmp_path):

@@ -102,7 +102,8 @@ def to_pandas(table: pa.Table, schema: FeatureSchema) -> pd.DataFrame:
 
 def coerce_dtypes(df: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     """``df`` with categorical features as strings, continuous ones as float64 and integer and
-    binary ones as int64 (when every value is a whole number; left as float64 otherwise)."""
+    binary ones as int64 (when every value is a whole number of magnitude at most 2**53; left as
+    float64 otherwise)."""
     for f in schema:
         if f.name not in df.columns:
             continue
@@ -114,7 +115,9 @@ def coerce_dtypes(df: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
                 df[f.name] = df[f.name].astype(np.float64)
         elif df[f.name].dtype != np.int64:
             values = df[f.name].to_numpy(dtype=np.float64, na_value=np.nan)
-            if np.all(np.isfinite(values)) and np.array_equal(np.floor(values), values):
+            # whole numbers that int64 holds exactly (beyond 2**53 float64 is not exact)
+            if (np.all(np.isfinite(values)) and np.array_equal(np.floor(values), values)
+                    and bool(np.all(np.abs(values) <= 2.0**53))):
                 df[f.name] = values.astype(np.int64)
     return df
 

@@ -301,8 +301,21 @@ def read_csv(
                        expect=expect)
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows (header only); expected {expect}")
+    _check_text(table, path, skip=skip, delimiter=delimiter, quoted=quoted)
     _cache_store(path, key, table)
     return CsvTable(table=table, path=path, columns=columns, duplicates=duplicates, header=header)
+
+
+def _check_text(table: pa.Table, path: Path, *, skip: int, delimiter: str,
+                quoted: bool) -> None:
+    """A one-line error naming the row and column when pyarrow inferred a column as binary:
+    its text is not valid UTF-8 (a file saved as Latin-1 or cp1252, or corrupt bytes)."""
+    for col in table.schema:
+        if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+            row = _locate(path, skip, delimiter, quoted, None)
+            at = f", row {row}" if row else ""
+            raise DataError(f"{path}{at}, column {col.name!r}: text is not valid UTF-8; save "
+                            "the file as UTF-8")
 
 
 def _read_body(
@@ -478,4 +491,32 @@ def read_parquet(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
         raise DataError(f"{path}: no column {missing[0]!r} (found {table.num_columns} columns)")
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows")
+    return _binary_as_text(table, path)
+
+
+def _binary_as_text(table: pa.Table, path: Path) -> pa.Table:
+    """``table`` with its binary columns as UTF-8 text; a one-line error naming the column and
+    the row of the first value that is not valid UTF-8 (raw bytes are not a feature)."""
+    for i, spec in enumerate(table.schema):
+        if not (pa.types.is_binary(spec.type) or pa.types.is_large_binary(spec.type)):
+            continue
+        col = table.column(i)
+        try:
+            text = col.cast(pa.large_string() if pa.types.is_large_binary(spec.type)
+                            else pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            row = next((r for r, v in enumerate(col.to_pylist(), start=1)
+                        if v is not None and not _is_utf8(v)), None)
+            at = f", row {row}" if row else ""
+            raise DataError(f"{path}{at}, column {spec.name!r}: binary data, not UTF-8 text; "
+                            "store it as text or leave it out of the file") from None
+        table = table.set_column(i, spec.name, text)
     return table
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

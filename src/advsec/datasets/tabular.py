@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 
 NAME = "tabular"
 SCHEMES = ("binary", "attack")
-_BENIGN_GUESSES = ("benign", "BENIGN", "Benign", "normal", "Normal", "NORMAL", "0")
+_BENIGN_GUESSES = ("benign", "BENIGN", "Benign", "normal", "Normal", "NORMAL", "0", "False",
+                   "false")
 _PARQUET = (".parquet", ".pq")
 
 
@@ -101,7 +102,7 @@ def scheme_labels(values: np.ndarray, *, scheme: str, benign: str) -> np.ndarray
 def benign_label_of(df: pd.DataFrame, *, label_column: str, benign_label: str | None,
                     notes: list[str]) -> str:
     """The benign label of ``df``'s ``label_column``: ``benign_label`` when some row has it
-    (else a DataError), or the first of ``benign``, ``normal``, ``0`` (any case) present (a note
+    (else a DataError), or the first of ``benign``, ``normal``, ``0``, ``False`` present (a note
     says so)."""
     labels = df[label_column]
     where = df.attrs.get("path", "table")
