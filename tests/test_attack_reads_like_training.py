@@ -79,7 +79,15 @@ def test_attack_a_new_file_with_nothing_but_the_model(trained, capsys):
     out = root / "attack"
     code = main(["attack", "--model", str(model), "--data", str(path), "--attack", "pgd",
                  "--eps", "0.1", "--steps", "5", "--out", str(out)])
-    assert code == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    # the user is told that the model saw row 1's protocol as <other>, in the terminal, in
+    # attack.json and in the report
+    note = ("column 'protocol': 1 record(s) with a category the model never saw (1 distinct; "
+            "first: row 1, 'sctp'), encoded as <other>")
+    assert f"note: {note}" in captured.out
+    assert note in json.loads((out / "attack.json").read_text())["encoding_notes"]
+    assert "encoding-notes" in (out / "report.html").read_text()
     adv = pd.read_csv(out / "adversarial.csv")
     assert len(adv) == len(other)
     # immutable and untouched features are exported exactly as they were

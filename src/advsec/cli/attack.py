@@ -116,11 +116,13 @@ def attack_command(
         force=force, report=report, inputs=inputs, onnx_classes=classes, verify=verify,
     )
     table = summary["table"]
+    for note in summary["notes"]:
+        console.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)
     for row in table.itertuples():
         console.print(
-            f"{row.attack} eps={row.eps:g}: accuracy {row.accuracy:.3f}, detection rate "
-            f"{row.detection_rate:.3f}, attack success {row.attack_success_rate:.3f}, "
-            f"valid {row.valid_share:.3f}")
+            f"{row.attack} eps={row.eps:g}: accuracy {_num(row.accuracy)}, detection rate "
+            f"{_num(row.detection_rate)}, attack success {_num(row.attack_success_rate)}, "
+            f"valid {_num(row.valid_share)}", soft_wrap=True)
     from advsec.reporting.attack_report import attack_headline
 
     for row in summary["verify"].itertuples():
@@ -135,6 +137,11 @@ def attack_command(
     page = Path(summary["out"]) / "report.html"
     if page.is_file():
         console.print(f"report: {page}", soft_wrap=True)
+
+
+def _num(value: float) -> str:
+    """A rate with 3 decimals, "n/a" when undefined (NaN: no record to count it on)."""
+    return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
 def run_attack(
@@ -249,6 +256,9 @@ def run_attack(
     if unknown:
         raise DataError(f"{dataset} ({split}): label(s) {unknown[:5]} are not classes of the "
                         f"model {classes}; use the --scheme the model was trained with")
+    from advsec.features.coverage import encoding_notes
+
+    notes = encoding_notes(space, table)
     x = torch.as_tensor(space.encode(table))
     if x.shape[1] != det.n_features_in_:
         raise DataError(f"{dataset}: records encode to {x.shape[1]} columns, the model expects "
@@ -307,7 +317,8 @@ def run_attack(
                 "eps": eps, "steps": steps, "norm": norm, "valid": valid, "evasion": evasion,
                 "mode": mode, "rows": len(table),
                 "seed": seed, "device": dev, "seconds": round(seconds, 3),
-                "classes": classes, "benign_class": benign_class, "verify": verifiers}
+                "classes": classes, "benign_class": benign_class, "verify": verifiers,
+                "encoding_notes": notes}
     with atomic_run_dir(out, force=force) as tmp:
         sweep_table.to_csv(tmp / "results.csv", index=False)
         if fmt == "csv":
@@ -323,7 +334,8 @@ def run_attack(
             write_attack_report(tmp, settings=settings, table=sweep_table, records=records,
                                 clean=table, model=det, x=x, y=y, verify=verify_table,
                                 verify_flags=verify_flags)
-    return {"table": sweep_table, "out": out, "verify": verify_table, "evasion": evasion}
+    return {"table": sweep_table, "out": out, "verify": verify_table, "evasion": evasion,
+            "notes": notes}
 
 
 def resolve_evasion(evasion: bool | None, *, has_benign: bool) -> tuple[bool, str]:

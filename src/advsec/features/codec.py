@@ -113,7 +113,8 @@ def decode_numeric(space: FeatureSpace, column: np.ndarray, f: Feature) -> np.nd
 
 def numeric_values(raw: pd.DataFrame, f: Feature) -> np.ndarray:
     """The column of numeric feature ``f`` as float64 ``(N,)``; :class:`DataError` naming the
-    column and row when a value is missing, non-numeric or infinite."""
+    table (``raw.attrs["path"]`` when set), the 1-based row and the column when a value is
+    missing, non-numeric or infinite."""
     col = raw[f.name]
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -122,10 +123,14 @@ def numeric_values(raw: pd.DataFrame, f: Feature) -> np.ndarray:
                                                               na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            f"column {f.name!r}, row {row}: expected a finite number, got {col.iloc[row]!r}"
-        )
+        pos = int(np.flatnonzero(bad)[0])
+        value = col.iloc[pos]
+        got = ("an empty value" if pd.isna(value) else
+               f"{float(value)}" if isinstance(value, (int, float, np.number)) else
+               repr(str(value)[:60]))
+        where = f"{raw.attrs['path']}, " if raw.attrs.get("path") else ""
+        raise DataError(f"{where}row {pos + 1}, column {f.name!r}: expected a finite number, "
+                        f"got {got}")
     return values
 
 

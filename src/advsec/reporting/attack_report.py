@@ -99,6 +99,12 @@ def write_attack_report(
     summary.body[:0] = honesty_warning(checks) + ([
         '<p class="flag-bad">Red flag: ' + "; ".join(escape(r) for r in raised)
         + " (see Red-flag checks).</p>"] if raised else [])
+    notes = [str(n) for n in settings.get("encoding_notes") or []]
+    if notes:  # the model did not see these records exactly as the file holds them
+        summary.body.append(
+            '<p class="note" id="encoding-notes">The model scored (and the attack started '
+            "from) these records as the model's feature space encodes them: "
+            + "; ".join(escape(n) for n in notes) + ".</p>")
     sections = [summary, _results(settings, table), _curve(settings, table),
                 _verified(settings, verify), flags_section(checks),
                 _sample(settings, records, clean), _settings(settings)]
