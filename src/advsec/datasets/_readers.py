@@ -72,7 +72,6 @@ __all__ = [
     "open_text",
     "parse_error",
     "read_csv",
-    "read_parquet",
     "search_dirs",
 ]
 
@@ -267,6 +266,7 @@ def read_csv(
     delimiter: str = ",",
     quoted: bool = True,
     what: str = "",
+    utf8: bool = False,
 ) -> CsvTable:
     """Read a CSV file (plain or gzip) with pyarrow, strictly.
 
@@ -281,6 +281,9 @@ def read_csv(
         quoted: whether fields may be quoted with ``"``; False parses a little faster.
         what: a short description of the expected content for error messages
             (e.g. ``"42 comma-separated KDD'99 fields"``).
+        utf8: every column read as text must be valid UTF-8 (a one-line error naming the row
+            and column otherwise); by default such a column comes back as binary, for loaders
+            that decode it themselves (CICIDS2017's cp1252 labels).
 
     Returns:
         A :class:`CsvTable`.
@@ -295,14 +298,17 @@ def read_csv(
            f"{delimiter}|{quoted}|{skip}")
     cached = _cache_load(path, key)
     if cached is not None:
+        if utf8:
+            _check_text(cached, path, skip=skip, delimiter=delimiter, quoted=quoted)
         return CsvTable(table=cached, path=path, columns=columns, duplicates=duplicates,
                         header=header)
     table = _read_body(path, columns, col_types, skip=skip, delimiter=delimiter, quoted=quoted,
                        expect=expect)
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows (header only); expected {expect}")
-    _check_text(table, path, skip=skip, delimiter=delimiter, quoted=quoted)
     _cache_store(path, key, table)
+    if utf8:
+        _check_text(table, path, skip=skip, delimiter=delimiter, quoted=quoted)
     return CsvTable(table=table, path=path, columns=columns, duplicates=duplicates, header=header)
 
 
@@ -474,49 +480,3 @@ def first_null(table: pa.Table, columns: Sequence[str]) -> tuple[str, int] | Non
             mask = col.is_null().to_numpy(zero_copy_only=False)
             return name, int(np.flatnonzero(mask)[0]) + 1
     return None
-
-
-def read_parquet(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
-    """Read a Parquet file; a one-line :class:`DataError` when it is not one or lacks a column."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: not a readable Parquet file ({first})") from None
-    missing = [c for c in required if c not in table.column_names]
-    if missing:
-        raise DataError(f"{path}: no column {missing[0]!r} (found {table.num_columns} columns)")
-    if table.num_rows == 0:
-        raise DataError(f"{path}: no data rows")
-    return _binary_as_text(table, path)
-
-
-def _binary_as_text(table: pa.Table, path: Path) -> pa.Table:
-    """``table`` with its binary columns as UTF-8 text; a one-line error naming the column and
-    the row of the first value that is not valid UTF-8 (raw bytes are not a feature)."""
-    for i, spec in enumerate(table.schema):
-        if not (pa.types.is_binary(spec.type) or pa.types.is_large_binary(spec.type)):
-            continue
-        col = table.column(i)
-        try:
-            text = col.cast(pa.large_string() if pa.types.is_large_binary(spec.type)
-                            else pa.string())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            row = next((r for r, v in enumerate(col.to_pylist(), start=1)
-                        if v is not None and not _is_utf8(v)), None)
-            at = f", row {row}" if row else ""
-            raise DataError(f"{path}{at}, column {spec.name!r}: binary data, not UTF-8 text; "
-                            "store it as text or leave it out of the file") from None
-        table = table.set_column(i, spec.name, text)
-    return table
-
-
-def _is_utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True

@@ -46,7 +46,8 @@ from advsec.datasets._common import (
     finish,
     order_classes,
 )
-from advsec.datasets._readers import read_csv, read_parquet
+from advsec.datasets._parquet import read_parquet
+from advsec.datasets._readers import read_csv
 from advsec.datasets._split import split_table
 from advsec.datasets._text import check_file
 from advsec.datasets.base import Dataset, register
@@ -78,7 +79,7 @@ def read_table(
         columns = table.column_names
     else:
         read = read_csv(path, header=True, types={label_column: pa.string()},
-                        required=[label_column], delimiter=delimiter,
+                        required=[label_column], delimiter=delimiter, utf8=True,
                         what=f"a CSV table with a header and a {label_column!r} column")
         table, columns = read.table, read.columns
     df = table.to_pandas()
