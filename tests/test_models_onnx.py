@@ -310,6 +310,19 @@ def test_a_wrong_input_width_is_one_line(data, tmp_path, capsys):
     assert "with --inputs encoded the FeatureSpace encodes records to" in _err(capsys)
 
 
+def test_a_fixed_batch_size_is_one_line(data, tmp_path, capsys):
+    _, csv, _, _, x_raw, y = data
+    net = trained_net(x_raw, y, steps=0)
+    path = tmp_path / "single.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.rand(1, 5),), str(path), dynamo=False, input_names=["x"])
+    assert attack(path, csv, tmp_path / "a", "--attack", "fgsm") == 2
+    err = _err(capsys)
+    assert "single.onnx: input 'x' has a fixed batch size of 1 (shape [1, 5])" in err
+    assert "dynamic_axes" in err and not (tmp_path / "a").exists()
+
+
 def test_not_an_onnx_file_and_missing_data(data, mlp, tmp_path, capsys):
     _, csv, _, _, _, _ = data
     fake = tmp_path / "fake.onnx"

@@ -377,3 +377,23 @@ def test_foreign_model_contract(numeric):
     for kwargs in ({"output": "scores"}, {"classes": ["a"]}, {"classes": ["a", "a"]}):
         with pytest.raises(AdvsecError):
             ForeignModel(scores, **{"space": space, "classes": ["a", "b"], **kwargs})
+
+
+def test_non_finite_scores_are_refused_not_argmaxed(flows):
+    space, _, test = flows
+    x = space.encode(test[:20])
+
+    def scores(t: torch.Tensor) -> torch.Tensor:
+        s = torch.stack([t[:, 0], 1 - t[:, 0]], dim=1)
+        s[3, 1] = float("nan")  # e.g. a log of a negative number inside the model
+        return s
+
+    for output in ("proba", "logits"):
+        model = ForeignModel(scores, space=space, classes=NAMES, output=output)
+        with pytest.raises(DataError, match=r"NaN or infinite scores for 1 of 20 records "
+                                            r"\(first: record 4 of the batch\)"):
+            model.predict(x)
+    # finite scores are fine
+    ok = ForeignModel(lambda t: torch.stack([t[:, 0], 1 - t[:, 0]], dim=1), space=space,
+                      classes=NAMES, output="proba")
+    assert ok.predict(x).shape == (20,)

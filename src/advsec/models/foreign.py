@@ -142,6 +142,12 @@ class ForeignModel:
                             f"records; expected ({n}, {c}), one column per class "
                             f"{list(self.classes_)} (output={self.output!r})")
         t = t.to(torch.float32)
+        finite = torch.isfinite(t).all(dim=1)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise DataError(f"the model returned NaN or infinite scores for {bad} of {n} "
+                            f"records (first: record {int(torch.nonzero(~finite)[0, 0]) + 1} of "
+                            f"the batch); advsec needs finite {self.output} to score records")
         return torch.softmax(t, dim=1) if self.output == "logits" else t
 
     def __repr__(self) -> str:

@@ -239,6 +239,12 @@ def _check_input(sess: Any, path: Path, *, width: int, inputs: str,
         else:
             what = f"the FeatureSpace encodes records to {width} columns"
         raise DataError(f"{path} takes {last} input columns; with --inputs {inputs} {what}")
+    first = shape[0] if shape else None
+    if isinstance(first, int) and first > 0:
+        raise DataError(f"{path}: input {inp.name!r} has a fixed batch size of {first} (shape "
+                        f"{shape}); advsec scores records in batches: export the model with a "
+                        f"dynamic first axis (torch.onnx.export(..., dynamic_axes={{"
+                        f"{inp.name!r}: {{0: 'batch'}}}}))")
     return inp.name, _FLOAT_TYPES[inp.type]
 
 
