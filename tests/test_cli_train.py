@@ -275,3 +275,28 @@ def test_label_options_are_refused_for_a_registered_dataset(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "--label-column: only for CSV/Parquet files" in err and "\n" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_split_without_malicious_records_prints_na_and_an_immutable_space_is_noted(
+        csv, tmp_path, capsys):
+    _, _, df = csv
+    # one malicious record in 600: the split keeps it for training, the test split has none
+    few = pd.concat([df[df.verdict == "ok"].head(599), df[df.verdict == "bad"].head(1)])
+    path = tmp_path / "few.csv"
+    few.to_csv(path, index=False)
+    schema = tmp_path / "frozen.toml"
+    names = [c for c in few.columns if c != "verdict"]
+    schema.write_text("".join(f'[override."{n}"]\nmutable = false\n' for n in names))
+    model = tmp_path / "m"
+    assert main(["train", str(path), "--label-column", "verdict", "--benign-label", "ok",
+                 "--epochs", "2", "--schema", str(schema), "--out", str(model)]) == 0
+    out = capsys.readouterr().out
+    test_bad = json.loads((tmp_path / "m.metrics.json").read_text())["test"]["detection_rate"]
+    assert test_bad != test_bad  # NaN: no malicious record in the test split to count it on
+    assert "detection rate n/a" in out
+    assert "nan" not in out.lower().replace("nano", "")
+    assert main(["attack", "--model", str(model), "--data", str(path), "--eps", "0.1",
+                 "--max-rows", "60", "--out", str(tmp_path / "atk")]) == 0
+    out = capsys.readouterr().out
+    assert "note: the model's feature space lets the attacker change no feature" in out
+    assert "nan" not in out.lower()

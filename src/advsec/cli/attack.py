@@ -20,7 +20,7 @@ import typer
 from advsec.attacks.registry import ATTACKS
 from advsec.attacks.spec import attack_spec
 from advsec.attacks.success import eligible, succeeded
-from advsec.cli.common import console, parse_floats
+from advsec.cli.common import console, parse_floats, rate
 from advsec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -120,16 +120,18 @@ def attack_command(
         console.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)
     for row in table.itertuples():
         console.print(
-            f"{row.attack} eps={row.eps:g}: accuracy {_num(row.accuracy)}, detection rate "
-            f"{_num(row.detection_rate)}, attack success {_num(row.attack_success_rate)}, "
-            f"valid {_num(row.valid_share)}", soft_wrap=True)
+            f"{row.attack} eps={row.eps:g}: accuracy {rate(row.accuracy)}, detection rate "
+            f"{rate(row.detection_rate)}, attack success {rate(row.attack_success_rate)}, "
+            f"valid {rate(row.valid_share)}", soft_wrap=True)
     from advsec.reporting.attack_report import attack_headline
 
     for row in summary["verify"].itertuples():
+        broken = row.verified_broken
         console.print(f"{row.verifier} eps={row.eps:g}: verified accuracy "
-                      f"{row.verified_accuracy:.3f} (certified) vs attacked "
-                      f"{row.attacked_accuracy:.3f}, {int(row.verified_broken)} verified yet "
-                      "broken", soft_wrap=True)
+                      f"{rate(row.verified_accuracy)} (certified) vs attacked "
+                      f"{rate(row.attacked_accuracy)}, "
+                      f"{int(broken) if broken == broken else 'n/a'} verified yet broken",
+                      soft_wrap=True)
     console.print(f"wrote {summary['out']}")
     console.print(attack_headline({"attack": attack, "valid": valid,
                                    "evasion": summary["evasion"]}, table),
@@ -137,11 +139,6 @@ def attack_command(
     page = Path(summary["out"]) / "report.html"
     if page.is_file():
         console.print(f"report: {page}", soft_wrap=True)
-
-
-def _num(value: float) -> str:
-    """A rate with 3 decimals, "n/a" when undefined (NaN: no record to count it on)."""
-    return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
 def run_attack(
@@ -259,6 +256,11 @@ def run_attack(
     from advsec.features.coverage import encoding_notes
 
     notes = encoding_notes(space, table)
+    if valid and not bool(np.asarray(space.mutable_mask).any()):
+        notes.append("the model's feature space lets the attacker change no feature (every "
+                     "feature is immutable): a valid-record attack leaves every record as it is; "
+                     "make features mutable with --schema ([override.NAME] mutable = true) or "
+                     "attack --unconstrained")
     x = torch.as_tensor(space.encode(table))
     if x.shape[1] != det.n_features_in_:
         raise DataError(f"{dataset}: records encode to {x.shape[1]} columns, the model expects "

@@ -15,13 +15,19 @@ except ImportError:  # pragma: no cover - older typer depends on click
 from advsec.errors import ConfigError
 
 __all__ = ["TABLE_SUFFIXES", "click_exceptions", "console", "err_console", "parse_floats",
-           "parse_ints", "table_file"]
+           "parse_ints", "rate", "table_file"]
 
 #: file endings read as a user's table (CSV, compressed CSV, Parquet, TSV)
 TABLE_SUFFIXES = (".csv", ".gz", ".parquet", ".pq", ".tsv", ".txt")
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+
+def rate(value: float | None) -> str:
+    """A rate or accuracy with 3 decimals; "n/a" when undefined (NaN: no record to count it
+    on, e.g. the detection rate of a split without malicious records)."""
+    return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
 def parse_floats(text: str, *, option: str) -> list[float]:

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from advsec.cli.common import console, err_console
+from advsec.cli.common import console, err_console, rate
 from advsec.errors import ConfigError
 
 __all__ = ["KINDS", "train_command", "train_detector"]
@@ -91,9 +91,9 @@ def train_command(
         err_console.print(f"red flag: {flag}", markup=False, highlight=False)
     console.print(f"wrote {summary['files']}", markup=False, highlight=False)
     # the last lines: the clean metrics in one sentence, then the model path
-    console.print(f"{kind} detector on {data}, clean test split: accuracy {m['accuracy']:.3f}, "
-                  f"detection rate {m['detection_rate']:.3f}, false-positive rate "
-                  f"{m['fpr']:.3f} ({summary['test_rows']:,} records"
+    console.print(f"{kind} detector on {data}, clean test split: accuracy {rate(m['accuracy'])}, "
+                  f"detection rate {rate(m['detection_rate'])}, false-positive rate "
+                  f"{rate(m['fpr'])} ({summary['test_rows']:,} records"
                   + (f"; {len(summary['red_flags'])} red flag(s) above" if summary["red_flags"]
                      else "") + ").", soft_wrap=True, markup=False, highlight=False)
     console.print(f"model: {summary['model']}", soft_wrap=True, markup=False, highlight=False)
