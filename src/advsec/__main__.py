@@ -1,0 +1,5 @@
+"""``python -m advsec``: the ``advsec`` command."""
+
+from advsec.cli import main
+
+raise SystemExit(main())
