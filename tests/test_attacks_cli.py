@@ -45,7 +45,7 @@ def test_attack_writes_table_and_records_in_original_columns(saved, app, tmp_pat
     res = invoke(app, "--model", str(model), "--dataset", "synthetic", "--attack", "pgd",
                  "--eps", "0.05,0.2", "--steps", "5", "--max-rows", "80", "--out", str(out))
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["adversarial.csv", "attack.json",
+    assert sorted(p.name for p in out.iterdir()) == ["adversarial.csv", "attack.json", "checks.csv",
                                                      "report.html", "results.csv"]
     table = pd.read_csv(out / "results.csv")
     assert list(table["eps"]) == [0.0, 0.05, 0.2]  # eps 0: the clean baseline, always first

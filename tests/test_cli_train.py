@@ -300,3 +300,13 @@ def test_a_split_without_malicious_records_prints_na_and_an_immutable_space_is_n
     out = capsys.readouterr().out
     assert "note: the model's feature space lets the attacker change no feature" in out
     assert "nan" not in out.lower()
+    # a detector that calls everything benign: a red flag, listed, exit code 1 on request
+    checks = pd.read_csv(tmp_path / "atk" / "checks.csv")
+    raised = checks[~checks.ok.astype(bool)]
+    assert "detector predicts more than one class" in set(raised.check)
+    assert "red flag (clean): detector predicts more than one class" in out
+    assert main(["attack", "--model", str(model), "--data", str(path), "--eps", "0.1",
+                 "--max-rows", "60", "--out", str(tmp_path / "atk"), "--force",
+                 "--fail-on-red-flags"]) == 1
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    assert lines[-1].startswith("report: ")  # everything written before the exit code

@@ -83,6 +83,9 @@ def attack_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the dataset split and the attack."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    fail_on_red_flags: bool = typer.Option(
+        False, "--fail-on-red-flags", help="Exit with code 1 (after writing everything) when a "
+        "red-flag check of the report failed; the failed checks are listed."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/report.html "
                                 "(one self-contained page: table, plot, red flags, sample)."),
     verify: list[str] | None = typer.Option(None, "--verify", help="Also verify the detector "
@@ -132,6 +135,10 @@ def attack_command(
                       f"{rate(row.attacked_accuracy)}, "
                       f"{int(broken) if broken == broken else 'n/a'} verified yet broken",
                       soft_wrap=True)
+    raised = _raised_flags(Path(summary["out"]))
+    for scope, check, detail in raised:
+        console.print(f"red flag ({scope}): {check}: {detail}", soft_wrap=True, markup=False,
+                      highlight=False)
     console.print(f"wrote {summary['out']}")
     console.print(attack_headline({"attack": attack, "valid": valid,
                                    "evasion": summary["evasion"]}, table),
@@ -139,6 +146,21 @@ def attack_command(
     page = Path(summary["out"]) / "report.html"
     if page.is_file():
         console.print(f"report: {page}", soft_wrap=True)
+    if raised and fail_on_red_flags:
+        raise typer.Exit(1)
+
+
+def _raised_flags(out: Path) -> list[tuple[str, str, str]]:
+    """``(scope, check, detail)`` of every failed check in ``out/checks.csv`` (written with the
+    report; none without it)."""
+    try:
+        checks = pd.read_csv(out / "checks.csv")
+    except (OSError, ValueError):
+        return []
+    if checks.empty or "ok" not in checks.columns:
+        return []
+    bad = checks[~checks["ok"].astype(str).str.lower().isin(["true", "1"])]
+    return [(str(r.scope), str(r.check), str(r.detail)) for r in bad.itertuples()]
 
 
 def run_attack(

@@ -72,7 +72,8 @@ def write_attack_report(
     verify: pd.DataFrame | None = None,
     verify_flags: Sequence[Flag] = (),
 ) -> Path:
-    """Write ``out_dir/report.html`` and return its path.
+    """Write ``out_dir/report.html`` and ``out_dir/checks.csv`` (the red-flag checks: scope,
+    check, ok, detail) and return the report's path.
 
     Args:
         out_dir: the attack's output folder.
@@ -117,6 +118,7 @@ def write_attack_report(
         css=_CSS)
     path = Path(out_dir) / "report.html"
     write_text(path, html)
+    checks.to_csv(Path(out_dir) / "checks.csv", index=False)
     return path
 
 
