@@ -23,6 +23,9 @@ __all__ = ["RayBackend", "ray_resources"]
 
 log = logging.getLogger(__name__)
 
+#: seconds an interrupted run waits for its cancelled Ray tasks to end
+_CANCEL_WAIT_S = 30.0
+
 
 def ray_resources(*, cpus: float, workers: int, device: str) -> dict[str, float]:
     """The resources one Ray task requests: ``num_cpus`` (the cluster's ``cpus`` shared by
@@ -93,11 +96,18 @@ class RayBackend:
     def close(self, *, abort: bool) -> None:
         """Stop the tasks in flight when ``abort``; shut down a Ray instance started here."""
         if abort:
-            for ref in self.in_flight:
+            refs = list(self.in_flight)
+            for ref in refs:
                 try:
                     self.ray.cancel(ref, force=True)
                 except Exception as exc:  # best effort: it may have finished
                     log.debug("cancel: %s", exc)
+            # wait until every cancelled task has ended (killed, or finished just before):
+            # once this returns no task writes into the staging folder any more
+            try:
+                self.ray.wait(refs, num_returns=len(refs), timeout=_CANCEL_WAIT_S)
+            except Exception as exc:  # best effort, as the cancel
+                log.debug("wait after cancel: %s", exc)
         self.in_flight.clear()
         if self.started:
             self.ray.shutdown()
