@@ -89,6 +89,8 @@ def test_parquet_unconstrained_evasion(saved, app, tmp_path):
         (["--eps", "a,b"], ConfigError, "--eps"),
         (["--steps", "0"], ConfigError, "--steps"),
         (["--dataset", "nope"], DataError, "unknown dataset"),
+        (["--attack", "tree-search"], ConfigError,
+         "searches the splits of a tree ensemble; "),
     ],
 )
 def test_bad_options_raise_one_line_errors(saved, app, tmp_path, args, error, match):

@@ -293,6 +293,11 @@ def test_gradient_attack_on_a_tree_graph_names_the_operator(data, tmp_path, caps
     err = _err(capsys)
     assert "--attack pgd needs gradients" in err and "ai.onnx.ml.TreeEnsembleClassifier" in err
     assert "square, hopskipjump" in err and not (tmp_path / "a").exists()
+    # the tree search needs the splits, which an onnxruntime graph does not hand over
+    assert attack(path, csv, tmp_path / "b", "--attack", "tree-search") == 2
+    err = _err(capsys)
+    assert "--attack tree-search cannot attack" in err and "tree ensembles only" in err
+    assert not (tmp_path / "b").exists()
     with pytest.raises(UnsupportedOperatorError, match=r"operator ai\.onnx\.ml\."
                                                       r"TreeEnsembleClassifier \(node "):
         convert(blob)

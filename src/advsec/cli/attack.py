@@ -245,6 +245,10 @@ def run_attack(
         raise ConfigError(f"--attack {name} needs gradients; {model} is a tree ensemble: use "
                           f"tree-search (white box, its splits) or a score- or decision-based "
                           f"attack (square, hopskipjump)")
+    if spec.family == "tree" and hasattr(det, "as_module"):
+        raise ConfigError(f"--attack {name} searches the splits of a tree ensemble; {model} is "
+                          f"a neural network: use a gradient attack (fgsm, bim, mim, pgd, apgd) "
+                          f"or a score- or decision-based one (square, hopskipjump)")
     space = getattr(det, "feature_space_", None)
     if space is None:
         raise DataError(f"{model}: the model JSON holds no FeatureSpace; save the detector with "
@@ -304,6 +308,10 @@ def run_attack(
         atk = make_attack(name, **opts)
     except ValueError as exc:
         raise ConfigError(f"--attack {name}: {exc}") from None
+    try:  # the attack takes this kind of model (before anything is computed or written)
+        atk.resolve_model(det)
+    except TypeError as exc:
+        raise ConfigError(f"--attack {name} cannot attack {model}: {exc}") from None
 
     t0 = time.perf_counter()
     sweep_table, x_adv, pred_clean, pred_adv = _sweep(det, atk, x, y, eps, space, benign_class)
