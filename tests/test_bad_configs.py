@@ -87,6 +87,9 @@ FILES = [
     ("no seeds", _edit("seeds = [0]", "seeds = []"), r"bad\.toml, line 3: experiment\.seeds"),
     ("unknown attack", _edit('attack = "pgd"', 'attack = "pgdx"'),
      r"bad\.toml, line 18: attacks\[1\]\.attack: unknown attack 'pgdx'; known: .*fgsm"),
+    ("tree attack in a run", _edit('attack = "pgd"', 'attack = "tree-search"'),
+     r"bad\.toml, line 18: attacks\[1\]\.attack: tree-search searches the splits of a tree "
+     r"ensemble, but a run attacks its MLP detectors"),
     ("unknown attack option", _edit("steps = 2", "stepz = 2"),
      r"bad\.toml, line 19: attacks\[1\]\.stepz: unknown key \(allowed: .*steps"),
     ("wrong attack option type", _edit("steps = 2", 'steps = "2"'),

@@ -215,7 +215,13 @@ class AttackConfig(BaseModel):
     def _known(cls, v: str) -> str:
         from advsec.attacks.registry import attack_spec
 
-        return attack_spec(v).name
+        spec = attack_spec(v)
+        if spec.family == "tree":
+            raise ValueError(f"{spec.name} searches the splits of a tree ensemble, but a run "
+                             "attacks its MLP detectors (tree baselines are scored with the "
+                             "MLP's transferred examples and bounded by [[verifiers]] tree-milp); "
+                             f"attack a saved tree model with advsec attack --attack {spec.name}")
+        return spec.name
 
     @model_validator(mode="after")
     def _options(self) -> AttackConfig:
