@@ -246,3 +246,22 @@ def test_a_schema_file_changes_the_threat_model_not_the_encoding(wide, tmp_path,
     err = capsys.readouterr().err.strip()
     assert "'proto'" in err and "\n" not in err
     assert not (tmp_path / "b").exists()
+
+
+def test_a_run_reports_how_its_detectors_see_a_separate_test_file(tmp_path):
+    train, test = flows(600, 1), flows(200, 2)
+    test.loc[[3, 8], "protocol"] = "sctp"  # never in training: <other> for every detector
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    study = tmp_path / "study.toml"
+    study.write_text(STUDY.format(path=tmp_path / "train.csv").replace(
+        'label_column = "verdict"',
+        f'test_path = "{tmp_path / "test.csv"}"\nlabel_column = "verdict"').replace(
+        "max_eval_rows = 100", "max_eval_rows = 200"))
+    assert main(["run", str(study), "--out", str(tmp_path / "run")]) == 0
+    facts = json.loads((tmp_path / "run" / "data" / "s0.json").read_text())
+    (note,) = [n for n in facts["encoding_notes"] if n.startswith("column 'protocol'")]
+    assert note == ("column 'protocol': 2 record(s) with a category the model never saw "
+                    "(1 distinct; first: 'sctp'), encoded as <other>")
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert 'id="encoding-notes"' in html and "2 record(s) with a category" in html

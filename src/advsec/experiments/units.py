@@ -111,11 +111,14 @@ def write_data_facts(cfg: ExperimentConfig, stage: Path, seed: int, p: Prepared)
 
     Several workers may write the same file at once (the same content): each writes a
     temporary file of its own (``data/.s<seed>.json.<id>.tmp``) and renames it into place."""
+    from advsec.features.coverage import encoding_notes
     from advsec.reporting.data_section import data_facts
 
+    evaluated = p.ds.test.iloc[p.eval_idx].reset_index(drop=True)
     facts = data_facts(p.ds, seed=seed, n_train=len(p.x_train), n_eval=len(p.eval_idx),
                        max_train_rows=cfg.data.max_train_rows,
-                       max_eval_rows=cfg.data.max_eval_rows)
+                       max_eval_rows=cfg.data.max_eval_rows,
+                       encoding_notes=encoding_notes(p.space, evaluated, rows=False))
     folder = stage / "data"
     folder.mkdir(exist_ok=True)
     path = folder / f"s{seed}.json"

@@ -25,21 +25,26 @@ if TYPE_CHECKING:
 __all__ = ["encoding_notes"]
 
 
-def encoding_notes(space: FeatureSpace, raw: pd.DataFrame) -> list[str]:
+def encoding_notes(space: FeatureSpace, raw: pd.DataFrame, *, rows: bool = True) -> list[str]:
     """One sentence per feature whose values ``encode`` changes in ``raw``: numeric values
     outside the schema bounds or the fitted range (clipped to it), categories the space never
-    saw or empty ones (encoded as ``<other>``). Rows are 1-based positions in ``raw``. Empty
-    when the space encodes every record as it is."""
+    saw or empty ones (encoded as ``<other>``), with the first such value and (``rows``) its
+    1-based row in ``raw``. Empty when the space encodes every record as it is."""
     notes: list[str] = []
     for f, _, _ in space.blocks_:
-        note = (_category_note(space, raw, f) if f.kind is FeatureKind.CATEGORICAL
-                else _numeric_note(space, raw, f))
+        note = (_category_note(space, raw, f, rows) if f.kind is FeatureKind.CATEGORICAL
+                else _numeric_note(space, raw, f, rows))
         if note:
             notes.append(note)
     return notes
 
 
-def _numeric_note(space: FeatureSpace, raw: pd.DataFrame, f: Feature) -> str | None:
+def _first(pos: int, value: str, rows: bool) -> str:
+    return f"first: row {pos + 1}, {value}" if rows else f"first: {value}"
+
+
+def _numeric_note(space: FeatureSpace, raw: pd.DataFrame, f: Feature,
+                  rows: bool) -> str | None:
     values = numeric_values(raw, f)
     lower = f.lower if f.lower is not None else -np.inf
     upper = f.upper if f.upper is not None else np.inf
@@ -54,7 +59,7 @@ def _numeric_note(space: FeatureSpace, raw: pd.DataFrame, f: Feature) -> str | N
     low, high = max(low, lower), min(high, upper)
     pos = int(np.flatnonzero(out)[0])
     return (f"column {f.name!r}: {int(out.sum()):,} record(s) outside the model's range "
-            f"[{low:g}, {high:g}] (first: row {pos + 1}, {values[pos]:g}), encoded as the "
+            f"[{low:g}, {high:g}] ({_first(pos, f'{values[pos]:g}', rows)}), encoded as the "
             f"nearest end of it")
 
 
@@ -67,7 +72,8 @@ def _fitted_range(space: FeatureSpace, f: Feature) -> tuple[float, float]:
     return float(ends[0]), float(ends[1])
 
 
-def _category_note(space: FeatureSpace, raw: pd.DataFrame, f: Feature) -> str | None:
+def _category_note(space: FeatureSpace, raw: pd.DataFrame, f: Feature,
+                   rows: bool) -> str | None:
     text = labels(raw[f.name])
     known = text.isin(list(space.categories_[f.name])).to_numpy(dtype=bool, na_value=False)
     if known.all():
@@ -77,5 +83,5 @@ def _category_note(space: FeatureSpace, raw: pd.DataFrame, f: Feature) -> str | 
     shown = "empty" if pd.isna(first) else repr(str(first)[:60])
     distinct = int(text[~known].nunique(dropna=False))
     return (f"column {f.name!r}: {int((~known).sum()):,} record(s) with a category the model "
-            f"never saw ({distinct:,} distinct; first: row {pos + 1}, {shown}), encoded as "
+            f"never saw ({distinct:,} distinct; {_first(pos, shown, rows)}), encoded as "
             f"<other>")

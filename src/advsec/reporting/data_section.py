@@ -29,12 +29,15 @@ LINKS = (("sweep.csv", "every attack × ε × seed"), ("worst_case.csv", "worst 
 
 
 def data_facts(ds: Any, *, seed: int, n_train: int, n_eval: int,
-               max_train_rows: int | None, max_eval_rows: int | None) -> dict[str, Any]:
+               max_train_rows: int | None, max_eval_rows: int | None,
+               encoding_notes: list[str] | None = None) -> dict[str, Any]:
     """What a report states about the data of one seed (JSON-able).
 
     Args:
         ds: the loaded :class:`~advsec.datasets.Dataset`.
         n_train: training rows used (after ``max_train_rows``); n_eval: evaluation rows.
+        encoding_notes: what the FeatureSpace changes when it encodes the evaluation records
+            (:func:`advsec.features.coverage.encoding_notes`).
     """
     y_train, y_test = ds.labels("train"), ds.labels("test")
     train_classes = sorted(set(y_train))
@@ -51,6 +54,7 @@ def data_facts(ds: Any, *, seed: int, n_train: int, n_eval: int,
         "test_class_counts": {str(k): int(v) for k, v in test_counts.items()},
         "test_only_classes": sorted(set(str(c) for c in y_test) - set(train_classes)),
         "notes": [str(n) for n in ds.notes],
+        "encoding_notes": [str(n) for n in encoding_notes or []],
         "features": features,
     }
 
@@ -102,6 +106,13 @@ def data_section(run: Path, cfg: dict[str, Any], *, n_eval: int | None = None) -
         if f.get("notes"):
             body.append("<h3>Loading notes</h3><ul>" + "".join(
                 f"<li>{escape(n)}</li>" for n in f["notes"]) + "</ul>")
+        if f.get("encoding_notes"):
+            body.append('<h3 id="encoding-notes">How the detectors see the evaluation records'
+                        "</h3><p>Every detector scores (and every attack starts from) a record "
+                        "as the FeatureSpace fitted on the training split encodes it: values "
+                        "outside the training range are clipped to it, categories it never saw "
+                        "become &lt;other&gt;.</p><ul>" + "".join(
+                            f"<li>{escape(n)}</li>" for n in f["encoding_notes"]) + "</ul>")
         feats = pd.DataFrame(f.get("features", []))
         if not feats.empty:
             mut = feats[feats.mutable]
