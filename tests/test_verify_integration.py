@@ -125,8 +125,12 @@ def test_run_verifies_a_tree_baseline_exactly_against_its_transfer(tmp_path):
     assert forest.verified_accuracy.iloc[0] == pytest.approx(forest.attacked_accuracy.iloc[0])
     assert forest.verified_accuracy.is_monotonic_decreasing
     assert forest.note.str.contains("transferred from the surrogate").all()
-    # the upper bound is the worst case over the transferred attacks: at most each one's
-    # detection rate (binary evasion: accuracy on the malicious records)
+    # the exact program's own adversarial records count as attacks: with every record of this
+    # small forest decided, the upper bound meets the lower one (the exact robust accuracy)
+    assert forest.note.str.contains("also the verifier's own adversarial records").all()
+    assert (forest.gap.abs() < 1e-12).all()
+    # the upper bound is at most the worst case over the transferred attacks, hence at most
+    # each one's detection rate (binary evasion: accuracy on the malicious records)
     sweep = pd.read_csv(tmp_path / "run" / "sweep.csv")
     tr = sweep[(sweep.detector == "forest") & (sweep.threat == "valid")]
     per_eps = tr.groupby("eps").detection_rate.min()

@@ -331,8 +331,10 @@ def verified(table: pd.DataFrame) -> Section | None:
         "record's region changes its class, so it is a <i>lower bound</i> on the robust "
         "accuracy. <b>Worst-case attacked accuracy</b> counts the records no attack broke: "
         "an <i>upper bound</i>. The truth lies in the gap between them. A record both "
-        "verified and broken is a soundness bug (a red flag below). Verifiers bound ReLU "
-        "MLPs only: other detectors show n/a.</p>",
+        "verified and broken is a soundness bug (a red flag below). crown and ibp bound ReLU "
+        "MLPs; tree-milp bounds tree ensembles exactly: its own adversarial records count "
+        "as attacks, so where it decides every record the gap is zero (the exact robust "
+        "accuracy). A detector no verifier bounds shows n/a.</p>",
         nice_table(t, caption="Verified vs attacked per ε, mean over seeds (accuracies are "
                    "shares of the verified records)", keep=("threat", "verifier"))])
 
