@@ -111,16 +111,7 @@ def graph_limit_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """:func:`limit_fn`'s loop captured once as a CUDA graph and replayed: what a GPU does
     without Python and kernel-launch overhead (CUDA only). Captured after a warm-up on a side
     stream, with static input tensors, as PyTorch's CUDA-graph notes prescribe."""
-    static_x, static_y = x.clone(), y.clone()
-
-    def body() -> torch.Tensor:
-        g = static_x
-        for _ in range(steps):
-            xr = static_x.detach().requires_grad_(True)
-            loss = F.cross_entropy(model(xr), static_y, reduction="sum")
-            (g,) = torch.autograd.grad(loss, xr)
-        return g
-
+    body = limit_fn(model, x.clone(), y.clone(), steps)  # the graph reads these tensors
     side = torch.cuda.Stream(device=x.device)
     side.wait_stream(torch.cuda.current_stream(x.device))
     with torch.cuda.stream(side):
