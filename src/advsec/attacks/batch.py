@@ -158,7 +158,8 @@ class AttackBatch:
             out = repair_in_ball(self.space, x, self.x0, self.eps, norm=self.norm)
             if tv.active:
                 keep = admissible(tv, out, self.x0)
-                out = torch.where(keep[:, None], out, self.x0)
+                if out.device.type != "cpu" or not bool(keep.all()):  # a sync is free on CPU
+                    out = torch.where(keep[:, None], out, self.x0)
         self._repaired.append(out)
         return out
 

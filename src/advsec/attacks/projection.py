@@ -73,11 +73,11 @@ class Projector:
             delta = x - self.x0
             norm = torch.linalg.vector_norm(delta, dim=1, keepdim=True).clamp_min_(1e-12)
             x = torch.addcmul(self.x0, delta, torch.clamp(self.eps / norm, max=1.0))
+        if self.space is not None:  # its project clamps to the same bounds (the box's)
+            return restrict(self.space.threat_view(x.device), self.space.project(x, self.x0),
+                            self.x0, inplace=True)  # project's result is a new tensor
         if self.lower is not None:
             x = x.clamp_(self.lower, self.upper)
-        if self.space is not None:
-            x = restrict(self.space.threat_view(x.device), self.space.project(x, self.x0),
-                         self.x0)
         return x
 
     def subset(self, rows: torch.Tensor) -> Projector:

@@ -128,14 +128,16 @@ def build_threat_view(space: FeatureSpace, device: torch.device | str) -> Threat
         active=bool(inc.any() or dec.any() or cols))
 
 
-def restrict(view: ThreatView, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+def restrict(view: ThreatView, x: torch.Tensor, x0: torch.Tensor, *,
+             inplace: bool = False) -> torch.Tensor:
     """``x`` ``(N, D)`` clamped to the directions around ``x0``: an ``increase`` entry below
     the original's (a ``decrease`` entry above it) gets the original's value, bit for bit. A
-    new tensor when the space has a direction; ``x`` itself when it has none. Works on the
-    directed columns only (a gather and a scatter of a few columns)."""
+    new tensor when the space has a direction (``inplace``: ``x`` itself, updated); ``x``
+    itself when it has none. Works on the directed columns only (a gather and a scatter of a
+    few columns)."""
     if not view.directed:
         return x
-    out = x.clone()
+    out = x if inplace else x.clone()
     for cols, up in ((view.increase_cols, True), (view.decrease_cols, False)):
         if len(cols):
             sub, sub0 = x.index_select(1, cols), x0.index_select(1, cols)
