@@ -1,4 +1,4 @@
-"""Certified accuracy of an advsec MLP on NSL-KDD by IBP and CROWN, beside PGD on valid records.
+"""Certified accuracy of an advsec MLP on NSL-KDD by IBP, CROWN and alpha-CROWN, beside PGD.
 
 Issue 16's measured criterion. NSL-KDD binary (``KDDTrain+`` / ``KDDTest+``), the FeatureSpace of
 the built-in schema fitted on the training split, an advsec ``Detector`` MLP 122-256-128-64-2
@@ -7,14 +7,15 @@ sample of ``--rows`` test records (default 2,000), for every eps (L-inf, a fract
 feature's range; the valid region: immutables fixed, directions one way, bounds, whole-number
 grids, value sets and relations relaxed to the box, so a superset of the valid records):
 
-- ``ibp`` / ``crown``: certified accuracy (share of records whose every valid perturbation is
-  proven to keep the true class) and wall seconds, float32;
+- ``ibp`` / ``crown`` / ``alpha-crown`` (20 iterations): certified accuracy (share of records
+  whose every valid perturbation is proven to keep the true class) and wall seconds, float32;
 - ``pgd``: PGD (``--pgd-steps`` steps, valid records) accuracy, valid share and seconds: an
   upper bound on the robust accuracy, so ``crown <= pgd`` and no certified record may be broken
   (``certified_broken_by_pgd``, 0 is the claim);
 - ``worst_case``: per record the worst over FGSM, PGD and APGD-margin (``--pgd-steps`` steps,
   valid records), beside CROWN: ``verified_accuracy <= attacked_accuracy`` and
-  ``verified_broken`` 0 (:func:`advsec.evaluation.verified.verified_vs_attacked`).
+  ``verified_broken`` 0 (:func:`advsec.evaluation.verified.verified_vs_attacked`), and
+  alpha-CROWN's certified accuracy (``alpha_verified_accuracy``, at least CROWN's).
 
 ``pgd_at``: the same for a PGD-AT version of the MLP (:func:`advsec.defenses.
 pgd_adversarial_training` of the model above, valid-record PGD at ``--at-eps`` with
@@ -51,7 +52,7 @@ from advsec.defenses import pgd_adversarial_training
 from advsec.evaluation.verified import verified_vs_attacked
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
-from advsec.verification import CROWN, IBP
+from advsec.verification import CROWN, IBP, AlphaCROWN
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench.verify_mlp")
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     verified: dict[str, torch.Tensor] = {}
-    for verifier in (IBP(feature_space=space), CROWN(feature_space=space)):
+    for verifier in (IBP(feature_space=space), CROWN(feature_space=space),
+                     AlphaCROWN(feature_space=space)):
         res = verifier(det, x, y, eps=args.eps)
         verified[verifier.name] = res.verified
         out[verifier.name] = [
@@ -101,10 +103,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         robust = result.adv_pred[i].cpu() == y
         broken = verified["crown"][i] & ~robust
         broken_ibp = verified["ibp"][i] & ~robust
+        broken_alpha = verified["alpha-crown"][i] & ~robust
         pgd_rows.append({"eps": e, "accuracy": round(float(robust.float().mean()), 4),
                          "valid_share": table["valid_share"].iloc[i],
                          "seconds": round(float(table["seconds"].iloc[i]), 3),
-                         "certified_broken_by_pgd": int(broken.sum() + broken_ibp.sum())})
+                         "certified_broken_by_pgd": int(broken.sum() + broken_ibp.sum()
+                                                        + broken_alpha.sum())})
     out["pgd"] = pgd_rows
     out["worst_case"] = _worst_case(det, x, y, space, args)
     table = _table("mlp", clean, out["worst_case"])
@@ -135,11 +139,16 @@ def _worst_case(det: Detector, x: torch.Tensor, y: torch.Tensor, space: FeatureS
         for i in range(len(args.eps)):
             robust[i] &= result.adv_pred[i].cpu() == y
     crown = CROWN(feature_space=space)(det, x, y, eps=args.eps)
+    alpha = AlphaCROWN(feature_space=space)(det, x, y, eps=args.eps)
     t = verified_vs_attacked(crown, robust)
     rows = [{"eps": r.eps, "verified_accuracy": round(r.verified_accuracy, 4),
              "attacked_accuracy": round(r.attacked_accuracy, 4), "gap": round(r.gap, 4),
              "verified_broken": int(r.verified_broken),
-             "crown_seconds": round(r.verify_seconds, 3)} for r in t.itertuples()]
+             "crown_seconds": round(r.verify_seconds, 3),
+             "alpha_verified_accuracy": round(a, 4), "alpha_seconds": round(s, 3),
+             "alpha_verified_broken": int((v & ~robust[i]).sum())}
+            for i, (r, a, s, v) in enumerate(zip(t.itertuples(), alpha.certified_accuracy,
+                                                 alpha.seconds, alpha.verified, strict=True))]
     log.info("worst case over fgsm, pgd, apgd-margin in %.1f s: %s", attack_seconds, rows)
     return rows
 

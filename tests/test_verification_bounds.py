@@ -20,6 +20,7 @@ from advsec.verification import (
     CROWN,
     IBP,
     ReluNetwork,
+    alpha_crown_margin,
     crown_bounds,
     crown_margin,
     ibp_bounds,
@@ -348,3 +349,66 @@ def test_contract_options_and_registry(small_synthetic_detector):
     if torch.cuda.is_available():
         gpu = CROWN(feature_space=space, device="cuda")(det, x, y, eps=EPS)
         torch.testing.assert_close(gpu.margin, ref.margin, rtol=0, atol=1e-4)
+
+
+# ------------------------------------------------------------------ alpha-CROWN
+@pytest.mark.parametrize(("d", "widths", "c"), [(3, (4,), 3), (3, (4, 4), 3), (2, (5, 3), 2)])
+def test_alpha_crown_lies_between_crown_and_the_exact_minimum(d, widths, c):
+    net = relu_network(random_net(3, d, widths, c), dtype=torch.float64)
+    lo, hi = random_boxes(4, 4, d)
+    y = torch.arange(4) % c
+    crown_m = crown_margin(net, lo, hi, y)
+    alpha_m = alpha_crown_margin(net, lo, hi, y, iterations=30)
+    assert bool((alpha_m >= crown_m - 1e-12).all())
+    for n in range(4):
+        for col, j in enumerate(other_classes(y[n:n + 1], c)[0]):
+            obj = np.zeros(c)
+            obj[int(y[n])], obj[int(j)] = 1.0, -1.0
+            exact, _ = milp_min(net, obj, lo[n].numpy(), hi[n].numpy())
+            assert float(alpha_m[n, col]) <= exact + 1e-6
+    # zero iterations is CROWN itself
+    torch.testing.assert_close(alpha_crown_margin(net, lo, hi, y, iterations=0), crown_m,
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("d", "widths", "c"), NETS)
+def test_alpha_crown_holds_on_sampled_points_and_tightens_crown(d, widths, c):
+    model = random_net(7, d, widths, c)
+    net = relu_network(model, dtype=torch.float64)
+    lo, hi = random_boxes(8, 6, d)
+    y = torch.arange(6) % c
+    cm = crown_margin(net, lo, hi, y)
+    am = alpha_crown_margin(net, lo, hi, y, iterations=25)
+    g = torch.Generator().manual_seed(9)
+    corners = torch.tensor(list(itertools.product([0.0, 1.0], repeat=d)), dtype=torch.float64)
+    u = torch.cat([torch.rand((10_000, d), generator=g, dtype=torch.float64), corners])
+    with torch.no_grad():
+        for n in range(6):
+            m = margins_of(model(lo[n] + u * (hi[n] - lo[n])), y[n].expand(len(u)))
+            assert bool((m >= am[n] - 1e-10).all())
+    assert bool((am >= cm - 1e-12).all())
+    assert float((am - cm).mean()) > 0  # the optimised slopes raise the bounds
+
+
+def test_alpha_crown_certifies_a_superset_of_crown(small_synthetic_detector):
+    ds, space, det = small_synthetic_detector
+    x, y = _xy(ds, space, det, 200)
+    module = det.as_module()
+    params = [p.detach().clone() for p in module.parameters()]
+    grads = [None if p.grad is None else p.grad.clone() for p in module.parameters()]
+    crown = CROWN(feature_space=space)(det, x, y, eps=EPS)
+    alpha = make_verifier("alpha-crown", feature_space=space, iterations=15)(det, x, y, eps=EPS)
+    # the model's weights and their gradients are untouched (the slopes' gradients only)
+    for p, g, q in zip(params, grads, module.parameters(), strict=True):
+        assert torch.equal(p, q.detach())
+        assert (g is None and q.grad is None) or torch.equal(g, q.grad)
+    assert bool((alpha.margin >= crown.margin - 1e-6).all())
+    assert not bool((crown.verified & ~alpha.verified).any())
+    assert int(alpha.verified.sum()) >= int(crown.verified.sum())
+    # sound against a strong attack
+    advs = PGD(feature_space=space, steps=30, restarts=2, seed=0)(det, x, y, eps=EPS)
+    for e, adv in enumerate(advs):
+        assert not bool((alpha.verified[e] & (det.logits(adv).argmax(1) != y)).any())
+    for bad in ({"iterations": -1}, {"iterations": 2.5}, {"lr": 0}):
+        with pytest.raises(ConfigError):
+            make_verifier("alpha-crown", **bad)

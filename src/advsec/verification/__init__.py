@@ -1,4 +1,5 @@
-"""Certified robustness on the attacks' valid region: IBP and CROWN for ReLU MLPs, a MILP for trees.
+"""Certified robustness on the attacks' valid region: IBP, CROWN and alpha-CROWN for ReLU
+MLPs, a MILP for trees.
 
 The contract mirrors the attacks'::
 
@@ -30,19 +31,25 @@ from advsec.attacks.spec import constructor_options
 from advsec.errors import ConfigError
 from advsec.verification.base import Verifier
 from advsec.verification.bounds import Bounds, margin_spec, other_classes
-from advsec.verification.crown import crown_bounds, crown_layers, crown_margin
+from advsec.verification.crown import (
+    alpha_crown_margin,
+    crown_bounds,
+    crown_layers,
+    crown_margin,
+)
 from advsec.verification.ibp import ibp_bounds, ibp_layers, ibp_margin
 from advsec.verification.network import ReluNetwork, relu_network
 from advsec.verification.region import Region, linf_region
 from advsec.verification.result import TABLE_COLUMNS, VerifyResult
 from advsec.verification.trees_milp import TreeMILP, TreeVerifyResult
-from advsec.verification.verifiers import CROWN, IBP
+from advsec.verification.verifiers import CROWN, IBP, AlphaCROWN
 
 __all__ = [
     "CROWN",
     "IBP",
     "TABLE_COLUMNS",
     "VERIFIERS",
+    "AlphaCROWN",
     "Bounds",
     "Region",
     "ReluNetwork",
@@ -50,6 +57,7 @@ __all__ = [
     "TreeVerifyResult",
     "Verifier",
     "VerifyResult",
+    "alpha_crown_margin",
     "crown_bounds",
     "crown_layers",
     "crown_margin",
@@ -64,7 +72,8 @@ __all__ = [
 ]
 
 #: name -> class of every verifier
-VERIFIERS: dict[str, type[Verifier]] = {cls.name: cls for cls in (IBP, CROWN, TreeMILP)}
+VERIFIERS: dict[str, type[Verifier]] = {cls.name: cls for cls in (IBP, CROWN, AlphaCROWN,
+                                                                  TreeMILP)}
 
 
 def make_verifier(name: str, **options: Any) -> Verifier:

@@ -33,7 +33,8 @@ from advsec.verification.bounds import Bounds, margin_spec
 from advsec.verification.ibp import ibp_layers
 from advsec.verification.network import ReluNetwork
 
-__all__ = ["Relaxation", "crown_bounds", "crown_layers", "crown_margin", "relax_relu"]
+__all__ = ["Relaxation", "alpha_crown_margin", "crown_bounds", "crown_layers", "crown_margin",
+           "relax_relu"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ class _Box:
 
 
 def _backward(net: ReluNetwork, relax: list[Relaxation], a: torch.Tensor, bias: torch.Tensor,
-              rec: torch.Tensor, k: int, box: _Box) -> torch.Tensor:
+              rec: torch.Tensor, k: int, box: _Box,
+              slopes: list[torch.Tensor] | None = None) -> torch.Tensor:
     """``(P,)`` lower bounds of ``P`` linear functions ``a[p] @ relu(z_k) + bias[p]`` over
     the box of record ``rec[p]``.
 
@@ -84,12 +86,14 @@ def _backward(net: ReluNetwork, relax: list[Relaxation], a: torch.Tensor, bias: 
     input); ``relax[j - 1]`` is layer ``j``'s relaxation, ``j <= k``. Rows are independent
     (ragged: each record brings only the functions it needs), so every product is one flat
     matrix product; the last one multiplies by ``W_1`` only on the moving columns (the others
-    have radius 0)."""
+    have radius 0). ``slopes``: per ReLU layer ``(P, n_j)`` lower slopes to use instead of the
+    relaxations' (alpha-CROWN; differentiable)."""
     if k == 0:
         return (a * box.center[rec]).sum(1) - (a.abs() * box.radius[rec]).sum(1) + bias
     for j in range(k, 0, -1):
         r = relax[j - 1]
-        a = a * torch.where(a < 0, r.upper_slope[rec], r.lower_slope[rec])
+        low_slope = r.lower_slope[rec] if slopes is None else slopes[j - 1]
+        a = a * torch.where(a < 0, r.upper_slope[rec], low_slope)
         bias = bias + (a.clamp(max=0) * r.offset[rec]).sum(1)
         if j > 1:
             bias = torch.addmv(bias, a, net.biases[j - 1])
@@ -98,7 +102,7 @@ def _backward(net: ReluNetwork, relax: list[Relaxation], a: torch.Tensor, bias: 
     low = bias + (a * box.z1[rec]).sum(1)
     if len(box.moving):
         w = net.weights[0][:, box.moving]
-        low = low - ((a @ w).abs_() * box.radius[rec][:, box.moving]).sum(1)
+        low = low - ((a @ w).abs() * box.radius[rec][:, box.moving]).sum(1)
     return low
 
 
@@ -163,3 +167,54 @@ def crown_margin(net: ReluNetwork, lower: torch.Tensor, upper: torch.Tensor, y: 
     rec = torch.arange(n, device=lower.device).repeat_interleave(m)
     return _backward(net, relax, a, (spec @ net.biases[-1]).reshape(-1), rec, net.depth - 1,
                      _Box.of(net, lower, upper)).view(n, m)
+
+
+def alpha_crown_margin(net: ReluNetwork, lower: torch.Tensor, upper: torch.Tensor,
+                       y: torch.Tensor, *, layers: list[Bounds] | None = None,
+                       iterations: int = 20, lr: float = 0.5) -> torch.Tensor:
+    """``(N, C - 1)`` alpha-CROWN lower bounds of the margins ``logit[y] - logit[j]``.
+
+    Paper: Xu, Zhang, Wang, Wang, Jana, Lin, Hsieh, "Fast and Complete: Enabling Complete
+    Neural Network Verification with Rapid and Massively Parallel Incomplete Verifiers", ICLR
+    2021. https://arxiv.org/abs/2011.13824
+
+    :func:`crown_margin` with the lower slope of every unstable ReLU a free parameter in
+    ``[0, 1]``, one per margin and unit (any such slope gives a sound bound), raised by
+    ``iterations`` steps of projected Adam (step ``lr``) on the sum of the bounds, started from
+    CROWN's adaptive slopes. Each margin keeps the best bound of any iterate, so the result is
+    never below CROWN's. The hidden-layer bounds are CROWN's (``layers``), not re-optimised.
+    """
+    layers = crown_layers(net, lower, upper) if layers is None else layers
+    relax = [relax_relu(p) for p in layers]
+    n, m = len(lower), net.n_outputs - 1
+    spec = margin_spec(y, net.n_outputs, dtype=net.dtype)  # (N, C-1, C)
+    a = (spec @ net.weights[-1]).reshape(n * m, -1)
+    bias = (spec @ net.biases[-1]).reshape(-1)
+    rec = torch.arange(n, device=lower.device).repeat_interleave(m)
+    box = _Box.of(net, lower, upper)
+    k = net.depth - 1
+    best = _backward(net, relax, a, bias, rec, k, box)  # CROWN's
+    free = [((p.lower < 0) & (p.upper > 0))[rec] for p in layers]  # (P, n_j) unstable
+    if iterations < 1 or not any(bool(f.any()) for f in free):
+        return best.view(n, m)
+    alphas = [r.lower_slope[rec].clone().requires_grad_(True) for r in relax]
+    opt = torch.optim.Adam(alphas, lr=lr)
+    with torch.enable_grad():
+        for _ in range(iterations):
+            slopes = [torch.where(f, al, r.lower_slope[rec])
+                      for f, al, r in zip(free, alphas, relax, strict=True)]
+            low = _backward(net, relax, a, bias, rec, k, box, slopes=slopes)
+            best = torch.maximum(best, low.detach())
+            # gradients for the slopes only (never into the network's weights)
+            grads = torch.autograd.grad(-low.sum(), alphas)
+            for al, g in zip(alphas, grads, strict=True):
+                al.grad = g
+            opt.step()
+            with torch.no_grad():
+                for al in alphas:
+                    al.clamp_(0.0, 1.0)
+    with torch.no_grad():  # the last iterate
+        slopes = [torch.where(f, al, r.lower_slope[rec])
+                  for f, al, r in zip(free, alphas, relax, strict=True)]
+        best = torch.maximum(best, _backward(net, relax, a, bias, rec, k, box, slopes=slopes))
+    return best.view(n, m)
