@@ -89,10 +89,10 @@ def attack_command(
     report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/report.html "
                                 "(one self-contained page: table, plot, red flags, sample)."),
     verify: list[str] | None = typer.Option(None, "--verify", help="Also verify the detector "
-                                            "on the attacked records at every ε: crown or ibp "
-                                            "(ReLU MLPs), tree-milp (tree ensembles, exact; "
-                                            "needs advsec[verify]); repeatable or a comma "
-                                            "list; writes "
+                                            "on the attacked records at every ε: crown, "
+                                            "alpha-crown or ibp (ReLU MLPs), tree-milp "
+                                            "(tree ensembles, exact; needs advsec[verify]); "
+                                            "repeatable or a comma list; writes "
                                             "verify.csv (certified accuracy, a lower bound, "
                                             "beside the attack's, an upper bound)."),
 ) -> None:
