@@ -191,7 +191,7 @@ def test_attack_verify_bad_input_is_one_line(saved_mlp, tmp_path, capsys, monkey
     monkeypatch.chdir(tmp_path)
     base = ["attack", "--model", str(saved_mlp), "--max-rows", "20", "--out", "out"]
     _one_line_error([*base, "--verify", "crownn"], r"--verify: unknown verifier 'crownn'; "
-                    r"known: crown, ibp, tree-milp", tmp_path, capsys)
+                    r"known: alpha-crown, crown, ibp, tree-milp", tmp_path, capsys)
     _one_line_error([*base, "--verify", "crown,"], r"--verify: empty verifier name", tmp_path,
                     capsys)
     tree = tmp_path / "rf"
@@ -206,7 +206,7 @@ def test_attack_verify_bad_input_is_one_line(saved_mlp, tmp_path, capsys, monkey
 
 @pytest.mark.parametrize(("entry", "pattern"), [
     ('name = "crownx"', r"line \d+: verifiers\[0\]\.name: unknown verifier 'crownx'; known: "
-     r"crown, ibp"),
+     r"alpha-crown, crown, ibp"),
     ('name = "crown"\nstepz = 3', r"line \d+: verifiers\[0\]\.stepz: unknown key \(allowed: "
      r"name, label, .*with_ibp"),
     ('name = "crown"\nbatch_size = "big"', r"line \d+: verifiers\[0\]\.batch_size: Input "
