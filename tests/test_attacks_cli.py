@@ -87,6 +87,8 @@ def test_parquet_unconstrained_evasion(saved, app, tmp_path):
         (["--attack", "nope"], ConfigError, "unknown attack"),
         (["--format", "xlsx"], ConfigError, "csv or parquet"),
         (["--eps", "a,b"], ConfigError, "--eps"),
+        (["--eps", "0.1,,0.2"], ConfigError, "--eps: empty item in '0.1,,0.2'"),
+        (["--eps", "0.1,"], ConfigError, "--eps: empty item"),
         (["--steps", "0"], ConfigError, "--steps"),
         (["--dataset", "nope"], DataError, "unknown dataset"),
         (["--attack", "tree-search"], ConfigError,

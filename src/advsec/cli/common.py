@@ -31,7 +31,9 @@ def rate(value: float | None) -> str:
 
 
 def parse_floats(text: str, *, option: str) -> list[float]:
-    """``"0,0.01, 0.1"`` -> ``[0.0, 0.01, 0.1]``; a one-line ConfigError naming ``option``."""
+    """``"0,0.01, 0.1"`` -> ``[0.0, 0.01, 0.1]``; a one-line ConfigError naming ``option``
+    (also for an empty item, ``"0.1,,0.2"``: a typo, not a list of two)."""
+    _no_empty_item(text, option=option)
     try:
         values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
@@ -43,8 +45,16 @@ def parse_floats(text: str, *, option: str) -> list[float]:
     return values
 
 
+def _no_empty_item(text: str, *, option: str) -> None:
+    parts = [t.strip() for t in text.split(",")]
+    if len(parts) > 1 and not all(parts):
+        raise ConfigError(f"{option}: empty item in {text!r}; expected comma-separated values "
+                          f"like 0,0.05,0.1")
+
+
 def parse_ints(text: str, *, option: str) -> list[int]:
     """``"64,32"`` -> ``[64, 32]``."""
+    _no_empty_item(text, option=option)
     try:
         values = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
