@@ -226,7 +226,10 @@ class Detector:
         for epoch in range(self.epochs):
             self.module_.train()
             order = torch.randperm(data.n_train, generator=gen)
-            total, seen = 0.0, 0
+            # the epoch's loss summed on the device, read once (no host sync per batch); in
+            # float64, term by term as the Python float it replaces
+            total = torch.zeros((), dtype=torch.float64, device=device)
+            seen = 0
             for xb, yb in data.batches(order, self.batch_size):
                 if batch_transform is not None:
                     xb = batch_transform(self.module_, xb, yb)
@@ -235,9 +238,10 @@ class Detector:
                 loss = loss_fn(self.module_(xb), yb)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(yb)
+                total += loss.detach().to(torch.float64) * len(yb)
                 seen += len(yb)
-            entry = {"epoch": float(start_epoch + epoch + 1), "loss": total / max(seen, 1)}
+            entry = {"epoch": float(start_epoch + epoch + 1),
+                     "loss": float(total) / max(seen, 1)}
             if n_val:
                 self.module_.eval()
                 with torch.no_grad():
