@@ -16,7 +16,6 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -181,7 +180,9 @@ def trades_training(
         x_dev, y_dev = xt.to(dev), yt.to(dev)
         for epoch in range(det.epochs):
             order = torch.randperm(len(xt), generator=gen).to(dev)
-            sums = np.zeros(3)
+            # the epoch's losses summed on the device (float64, term by term as before), read
+            # once per epoch: no host sync per mini-batch
+            acc = torch.zeros(3, dtype=torch.float64, device=next(module.parameters()).device)
             for s in range(0, len(order), det.batch_size):
                 idx = order[s : s + det.batch_size]
                 xb, yb = x_dev[idx], y_dev[idx]
@@ -194,8 +195,9 @@ def trades_training(
                 total, natural, robust = trades_loss(module, xb, yb, xa, beta=beta)
                 total.backward()
                 opt.step()
-                sums += np.array([total.item(), natural.item(), robust.item()]) * len(idx)
-            sums /= max(len(order), 1)
+                acc += torch.stack([total.detach(), natural.detach(),
+                                    robust.detach()]).to(torch.float64) * len(idx)
+            sums = acc.cpu().numpy() / max(len(order), 1)
             entry = {"epoch": float(start_epoch + epoch + 1), "loss": sums[0],
                      "natural_loss": sums[1], "robust_loss": sums[2]}
             det.history_.append(entry)

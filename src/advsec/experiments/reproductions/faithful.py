@@ -82,16 +82,16 @@ def keras_fit(
     n = len(x)
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=gen)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=dev)  # read once per epoch
         for start in range(0, n, batch_size):
             idx = perm[start : start + batch_size]
             opt.zero_grad(set_to_none=True)
             for part in idx.to(dev).split(chunk):
                 loss = F.cross_entropy(module(x[part]), y[part], reduction="sum") / len(idx)
                 loss.backward()
-                total += float(loss.detach()) * len(idx)
+                total += loss.detach().to(torch.float64) * len(idx)
             opt.step()
-        entry = {"epoch": float(epoch + 1), "loss": total / max(n, 1)}
+        entry = {"epoch": float(epoch + 1), "loss": float(total) / max(n, 1)}
         history.append(entry)
         if progress is not None:
             progress(epoch + 1, entry["loss"])
