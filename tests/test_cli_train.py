@@ -310,3 +310,22 @@ def test_a_split_without_malicious_records_prints_na_and_an_immutable_space_is_n
                  "--fail-on-red-flags"]) == 1
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
     assert lines[-1].startswith("report: ")  # everything written before the exit code
+
+
+def test_train_states_what_the_model_sees_of_the_test_split(csv, tmp_path, capsys):
+    """A model fitted on a small sample sees test values beyond the sample's range clipped:
+    the notes printed and kept in OUT.metrics.json are exactly what encoding_notes finds
+    for the saved model's space on the same test split."""
+    from advsec.features.coverage import encoding_notes
+
+    _, path, _ = csv
+    model = tmp_path / "small"
+    assert main(["train", str(path), "--label-column", "verdict", "--benign-label", "ok",
+                 "--epochs", "1", "--max-train-rows", "60", "--out", str(model)]) == 0
+    out = capsys.readouterr().out
+    notes = json.loads((tmp_path / "small.metrics.json").read_text())["encoding_notes"]
+    split = load("tabular", path=path, label_column="verdict", benign_label="ok", seed=0)
+    space = Detector.load(model).feature_space_
+    assert notes == encoding_notes(space, split.test, rows=False) and notes
+    for note in notes:
+        assert f"note (test split): {note}" in out

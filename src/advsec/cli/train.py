@@ -87,6 +87,9 @@ def train_command(
         batch_size=batch_size, lr=lr, n_estimators=n_estimators, max_depth=max_depth,
         max_train_rows=max_train_rows, seed=seed, out=out, force=force, device=device)
     m = summary["metrics"]
+    for note in summary["notes"]:
+        console.print(f"note (test split): {note}", soft_wrap=True, markup=False,
+                      highlight=False)
     for flag in summary["red_flags"]:
         err_console.print(f"red flag: {flag}", markup=False, highlight=False)
     console.print(f"wrote {summary['files']}", markup=False, highlight=False)
@@ -106,12 +109,14 @@ def train_detector(
     force: bool,
     n_estimators: int = 100, max_depth: int | None = None, device: str = "cpu",
 ) -> dict[str, Any]:
-    """The work behind ``advsec train``; returns ``{"metrics", "model", "test_rows"}``."""
+    """The work behind ``advsec train``; returns ``{"metrics", "model", "files", "test_rows",
+    "red_flags", "notes"}`` (``notes``: what the FeatureSpace changes in the test split)."""
     import numpy as np
 
     from advsec.cli.common import parse_floats, table_file
     from advsec.datasets import get_loader, load
     from advsec.evaluation.honesty import check_clean
+    from advsec.features.coverage import encoding_notes
     from advsec.features.space import FeatureSpace
     from advsec.models.detector import resolve_device
     from advsec.models.io import split_model_path
@@ -204,10 +209,12 @@ def train_detector(
         det.feature_space_, det.data_ = space, record
         saved = det.save(meta)
         files = " + ".join(str(p) for p in (saved if isinstance(saved, tuple) else (saved,)))
+    notes = encoding_notes(space, ds.test, rows=False)  # what the model sees of the test split
     meta.with_name(meta.stem + ".metrics.json").write_text(json.dumps(
-        {"test": metrics, "test_rows": len(ds.test), "train_rows": len(train)}, indent=2))
+        {"test": metrics, "test_rows": len(ds.test), "train_rows": len(train),
+         "encoding_notes": notes}, indent=2))
     return {"metrics": metrics, "model": str(out), "files": files, "test_rows": len(ds.test),
-            "red_flags": [f"{f.name}: {f.detail}" for f in flags if not f.ok]}
+            "red_flags": [f"{f.name}: {f.detail}" for f in flags if not f.ok], "notes": notes}
 
 
 def _fit_mlp(x: Any, y: Any, *, sizes: list[int], epochs: int, batch_size: int, lr: float,
