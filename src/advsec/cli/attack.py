@@ -153,14 +153,14 @@ def attack_command(
 def _raised_flags(out: Path) -> list[tuple[str, str, str]]:
     """``(scope, check, detail)`` of every failed check in ``out/checks.csv`` (written with the
     report; none without it)."""
+    from advsec.reporting.run_report import raised_checks
+
     try:
         checks = pd.read_csv(out / "checks.csv")
     except (OSError, ValueError):
         return []
-    if checks.empty or "ok" not in checks.columns:
-        return []
-    bad = checks[~checks["ok"].astype(str).str.lower().isin(["true", "1"])]
-    return [(str(r.scope), str(r.check), str(r.detail)) for r in bad.itertuples()]
+    return [(str(r.scope), str(r.check), str(r.detail))
+            for r in raised_checks(checks).itertuples()]
 
 
 def run_attack(

@@ -77,10 +77,10 @@ def verify_against(verifier: Verifier, model: Any, x: torch.Tensor, y: torch.Ten
     result = verifier(model, x, y, eps=eps)
     # an exact verifier (tree-milp) also finds checked adversarial records: they are attacks
     # too, so the attacked (upper) bound counts them, and the gap is only what neither settles
-    broken = getattr(result, "broken", None)
-    own = (np.asarray(broken.cpu().numpy() if isinstance(broken, torch.Tensor) else broken,
-                      dtype=bool) if broken is not None and np.size(broken) else None)
-    upper = robust & ~own if own is not None and own.shape == robust.shape else robust
+    broken = getattr(result, "broken", None)  # (E, N) bool, TreeVerifyResult only
+    upper = robust
+    if isinstance(broken, torch.Tensor) and tuple(broken.shape) == robust.shape:
+        upper = robust & ~broken.cpu().numpy()
     table = verified_vs_attacked(result, upper, name=label)
     if upper is not robust:
         table = table.assign(note="attacked: also the verifier's own adversarial records")

@@ -40,13 +40,7 @@ def encode_table(space: FeatureSpace, raw: pd.DataFrame) -> np.ndarray:
             slot = np.append(np.where(slot < 0, len(cats), slot), len(cats))  # -1: missing
             out[a + slot[codes], rows] = 1.0
         else:
-            values = numeric_values(raw, f)
-            if f.lower is not None or f.upper is not None:
-                lower = f.lower if f.lower is not None else -np.inf
-                upper = f.upper if f.upper is not None else np.inf
-                values = np.clip(values, lower, upper)
-            scaled = (forward(values, f.transform) - space.lo_[f.name]) / space.span_[f.name]
-            out[a] = np.clip(scaled, 0.0, 1.0)
+            out[a] = np.clip(unit_scaled(space, f, numeric_values(raw, f)), 0.0, 1.0)
     return np.ascontiguousarray(out.T)
 
 
@@ -109,6 +103,17 @@ def decode_numeric(space: FeatureSpace, column: np.ndarray, f: Feature) -> np.nd
         scale = 10.0 ** space.decimals_[f.name]
         return np.round(values * scale) / scale
     return values
+
+
+def unit_scaled(space: FeatureSpace, f: Feature, values: np.ndarray) -> np.ndarray:
+    """Raw values ``(N,)`` of numeric feature ``f`` clipped to its schema bounds, transformed
+    and min-max scaled by the fitted range: the model input before ``encode`` clips it to
+    ``[0, 1]`` (outside it exactly where the fitted range does not hold the value)."""
+    if f.lower is not None or f.upper is not None:
+        lower = f.lower if f.lower is not None else -np.inf
+        upper = f.upper if f.upper is not None else np.inf
+        values = np.clip(values, lower, upper)
+    return (forward(values, f.transform) - space.lo_[f.name]) / space.span_[f.name]
 
 
 def numeric_values(raw: pd.DataFrame, f: Feature) -> np.ndarray:

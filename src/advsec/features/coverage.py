@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from advsec.features.codec import forward, labels, numeric_values
+from advsec.features.codec import labels, numeric_values, unit_scaled
 from advsec.features.schema import Feature, FeatureKind
 
 if TYPE_CHECKING:
@@ -48,10 +48,8 @@ def _numeric_note(space: FeatureSpace, raw: pd.DataFrame, f: Feature,
     values = numeric_values(raw, f)
     lower = f.lower if f.lower is not None else -np.inf
     upper = f.upper if f.upper is not None else np.inf
-    # exactly what encode computes before its clip to [0, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        scaled = (forward(np.clip(values, lower, upper), f.transform) - space.lo_[f.name]) / (
-            space.span_[f.name])
+        scaled = unit_scaled(space, f, values)  # what encode clips to [0, 1]
     out = (values < lower) | (values > upper) | (scaled < 0.0) | (scaled > 1.0)
     if not out.any():
         return None

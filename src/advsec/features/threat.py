@@ -17,6 +17,7 @@ Shapes: ``N`` records, ``D`` model columns, ``V`` allowed values of one feature.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -138,12 +139,19 @@ def restrict(view: ThreatView, x: torch.Tensor, x0: torch.Tensor, *,
     if not view.directed:
         return x
     out = x if inplace else x.clone()
+    for cols, sub, sub0, wrong in _wrong_way(view, x, x0):
+        out.index_copy_(1, cols, torch.where(wrong, sub0, sub))
+    return out
+
+
+def _wrong_way(view: ThreatView, x: torch.Tensor, x0: torch.Tensor
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per direction that has columns: ``(cols, x[:, cols], x0[:, cols], wrong)``, ``wrong``
+    ``(N, n)`` True where the entry moved against the direction."""
     for cols, up in ((view.increase_cols, True), (view.decrease_cols, False)):
         if len(cols):
             sub, sub0 = x.index_select(1, cols), x0.index_select(1, cols)
-            wrong = sub < sub0 if up else sub > sub0
-            out.index_copy_(1, cols, torch.where(wrong, sub0, sub))
-    return out
+            yield cols, sub, sub0, (sub < sub0 if up else sub > sub0)
 
 
 def snap_values(view: ThreatView, x: torch.Tensor, x0: torch.Tensor, lo: torch.Tensor | None,
@@ -181,12 +189,8 @@ def admissible(view: ThreatView, x: torch.Tensor, x0: torch.Tensor) -> torch.Ten
     """``(N,)`` bool: rows of ``x`` ``(N, D)`` that keep every direction around ``x0`` and whose
     value-set columns decode to an allowed value (or are the original's, bit for bit)."""
     ok = torch.ones(len(x), dtype=torch.bool, device=x.device)
-    if len(view.increase_cols):
-        cols = view.increase_cols
-        ok &= ~(x.index_select(1, cols) < x0.index_select(1, cols)).any(dim=1)
-    if len(view.decrease_cols):
-        cols = view.decrease_cols
-        ok &= ~(x.index_select(1, cols) > x0.index_select(1, cols)).any(dim=1)
+    for _, _, _, wrong in _wrong_way(view, x, x0):
+        ok &= ~wrong.any(dim=1)
     for c, allowed, p in zip(view.value_cols, view.value_raw, view.value_decode, strict=True):
         ok &= (x[:, c] == x0[:, c]) | torch.isin(_decode(x[:, c], p), allowed)
     return ok

@@ -29,7 +29,7 @@ from advsec.reporting.tables import nice_table
 from advsec.runio import atomic_file, write_text
 
 __all__ = ["build_run_report", "flag_counts", "flags_section", "honesty_warning", "mode_note",
-           "raised_flags", "run_headline", "threat_mode"]
+           "raised_checks", "raised_flags", "run_headline", "threat_mode"]
 
 
 def build_run_report(run_dir: str | Path) -> Path:
@@ -71,7 +71,7 @@ def build_run_report(run_dir: str | Path) -> Path:
         "verified_vs_attacked": json_records(rs.verified_summary(verify)) if not verify.empty
         else [],
         "checks": flag_counts(flags),
-        "red_flags": json_records(_raised(flags)),
+        "red_flags": json_records(raised_checks(flags)),
         "versions": versions(),
     }
     write_text(run / "metrics.json", json.dumps(metrics, indent=2, default=_jsonable))
@@ -209,16 +209,23 @@ def flag_counts(checks: pd.DataFrame) -> dict[str, int]:
 
 def _status(checks: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """``(ok, not_run)`` bool Series of ``checks``: ``ok`` False when the check raised a flag
-    (a missing value counts as raised), ``not_run`` when its detail starts with "n/a"."""
-    ok = checks.ok.map(lambda v: v is True or (not isinstance(v, float) and bool(v)))
-    ok = ok & checks.ok.notna()
-    return ok.astype(bool), checks.detail.astype(str).str.startswith("n/a")
+    (a missing value counts as raised; text, as a CSV may hold it, is ok only as "true" or
+    "1"), ``not_run`` when its detail starts with "n/a"."""
+    ok = checks.ok.map(_passed).astype(bool)
+    return ok, checks.detail.astype(str).str.startswith("n/a")
 
 
-def _raised(checks: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``checks`` that raised a red flag."""
-    if checks.empty:
-        return checks
+def _passed(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1")
+    return not pd.isna(value) and bool(value)
+
+
+def raised_checks(checks: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``checks`` (columns ``check``, ``ok``, ``detail``, ...) that raised a red
+    flag, as the report counts them."""
+    if checks.empty or "ok" not in checks.columns:
+        return checks.iloc[:0]
     return checks[~_status(checks)[0]].reset_index(drop=True)
 
 

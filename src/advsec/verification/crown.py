@@ -161,12 +161,20 @@ def crown_margin(net: ReluNetwork, lower: torch.Tensor, upper: torch.Tensor, y: 
     ``j``) over the boxes ``lower``, ``upper`` ``(N, D)``, the specification folded into the
     last layer; ``y``: ``(N,)`` class indices. ``layers``: :func:`crown_layers`, if known."""
     relax = _relaxations(net, lower, upper, layers)
+    a, bias, rec, box = _margin_functions(net, lower, upper, y)
+    return _backward(net, relax, a, bias, rec, net.depth - 1, box).view(len(lower), -1)
+
+
+def _margin_functions(net: ReluNetwork, lower: torch.Tensor, upper: torch.Tensor,
+                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, _Box]:
+    """``(a, bias, rec, box)`` of the ``N (C - 1)`` margins ``logit[y] - logit[j]`` as linear
+    functions of the last hidden layer's output (the specification folded into the last
+    layer), for :func:`_backward`."""
     n, m = len(lower), net.n_outputs - 1
     spec = margin_spec(y, net.n_outputs, dtype=net.dtype)  # (N, C-1, C)
     a = (spec @ net.weights[-1]).reshape(n * m, -1)
     rec = torch.arange(n, device=lower.device).repeat_interleave(m)
-    return _backward(net, relax, a, (spec @ net.biases[-1]).reshape(-1), rec, net.depth - 1,
-                     _Box.of(net, lower, upper)).view(n, m)
+    return a, (spec @ net.biases[-1]).reshape(-1), rec, _Box.of(net, lower, upper)
 
 
 def alpha_crown_margin(net: ReluNetwork, lower: torch.Tensor, upper: torch.Tensor,
@@ -186,24 +194,23 @@ def alpha_crown_margin(net: ReluNetwork, lower: torch.Tensor, upper: torch.Tenso
     """
     layers = crown_layers(net, lower, upper) if layers is None else layers
     relax = [relax_relu(p) for p in layers]
-    n, m = len(lower), net.n_outputs - 1
-    spec = margin_spec(y, net.n_outputs, dtype=net.dtype)  # (N, C-1, C)
-    a = (spec @ net.weights[-1]).reshape(n * m, -1)
-    bias = (spec @ net.biases[-1]).reshape(-1)
-    rec = torch.arange(n, device=lower.device).repeat_interleave(m)
-    box = _Box.of(net, lower, upper)
-    k = net.depth - 1
+    a, bias, rec, box = _margin_functions(net, lower, upper, y)
+    n, k = len(lower), net.depth - 1
     best = _backward(net, relax, a, bias, rec, k, box)  # CROWN's
     free = [((p.lower < 0) & (p.upper > 0))[rec] for p in layers]  # (P, n_j) unstable
     if iterations < 1 or not any(bool(f.any()) for f in free):
-        return best.view(n, m)
+        return best.view(n, -1)
     alphas = [r.lower_slope[rec].clone().requires_grad_(True) for r in relax]
+
+    def bound() -> torch.Tensor:  # the margins' lower bounds with the current slopes
+        slopes = [torch.where(f, al, r.lower_slope[rec])
+                  for f, al, r in zip(free, alphas, relax, strict=True)]
+        return _backward(net, relax, a, bias, rec, k, box, slopes=slopes)
+
     opt = torch.optim.Adam(alphas, lr=lr)
     with torch.enable_grad():
         for _ in range(iterations):
-            slopes = [torch.where(f, al, r.lower_slope[rec])
-                      for f, al, r in zip(free, alphas, relax, strict=True)]
-            low = _backward(net, relax, a, bias, rec, k, box, slopes=slopes)
+            low = bound()
             best = torch.maximum(best, low.detach())
             # gradients for the slopes only (never into the network's weights)
             grads = torch.autograd.grad(-low.sum(), alphas)
@@ -214,7 +221,5 @@ def alpha_crown_margin(net: ReluNetwork, lower: torch.Tensor, upper: torch.Tenso
                 for al in alphas:
                     al.clamp_(0.0, 1.0)
     with torch.no_grad():  # the last iterate
-        slopes = [torch.where(f, al, r.lower_slope[rec])
-                  for f, al, r in zip(free, alphas, relax, strict=True)]
-        best = torch.maximum(best, _backward(net, relax, a, bias, rec, k, box, slopes=slopes))
-    return best.view(n, m)
+        best = torch.maximum(best, bound())
+    return best.view(n, -1)

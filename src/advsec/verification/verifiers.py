@@ -104,8 +104,14 @@ class CROWN(Verifier):
 
     def margins(self, net: ReluNetwork, lower: torch.Tensor, upper: torch.Tensor,
                 y: torch.Tensor) -> torch.Tensor:
-        out = crown_margin(net, lower, upper, y, layers=crown_layers(net, lower, upper))
+        out = self.linear_margins(net, lower, upper, y, crown_layers(net, lower, upper))
         return torch.maximum(out, ibp_margin(net, lower, upper, y)) if self.with_ibp else out
+
+    def linear_margins(self, net: ReluNetwork, lower: torch.Tensor, upper: torch.Tensor,
+                       y: torch.Tensor, layers: list[Bounds]) -> torch.Tensor:
+        """``(N, C - 1)`` the margins' lower bounds by backward linear relaxation over the
+        hidden-layer bounds ``layers`` (the extension point of :class:`AlphaCROWN`)."""
+        return crown_margin(net, lower, upper, y, layers=layers)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "with_ibp": self.with_ibp}
@@ -154,11 +160,10 @@ class AlphaCROWN(CROWN):
         super().__init__(with_ibp=with_ibp, **options)
         self.iterations, self.lr = int(iterations), float(lr)
 
-    def margins(self, net: ReluNetwork, lower: torch.Tensor, upper: torch.Tensor,
-                y: torch.Tensor) -> torch.Tensor:
-        out = alpha_crown_margin(net, lower, upper, y, layers=crown_layers(net, lower, upper),
-                                 iterations=self.iterations, lr=self.lr)
-        return torch.maximum(out, ibp_margin(net, lower, upper, y)) if self.with_ibp else out
+    def linear_margins(self, net: ReluNetwork, lower: torch.Tensor, upper: torch.Tensor,
+                       y: torch.Tensor, layers: list[Bounds]) -> torch.Tensor:
+        return alpha_crown_margin(net, lower, upper, y, layers=layers,
+                                  iterations=self.iterations, lr=self.lr)
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "iterations": self.iterations, "lr": self.lr}
