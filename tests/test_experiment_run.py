@@ -196,3 +196,14 @@ def test_red_flags_are_counted_listed_and_fail_the_command_on_request(full_run, 
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["checks"]["red_flags"] == before + 1
     assert any(f["check"] == "injected_check" for f in metrics["red_flags"])
+
+
+def test_raised_checks_read_ok_as_a_value_whatever_its_type():
+    from advsec.reporting.run_report import flag_counts, raised_checks
+
+    checks = pd.DataFrame({"check": list("abcdef"),
+                           "ok": [True, False, "True", "False", None, "n/a"],
+                           "detail": ["x", "y", "z", "w", "v", "n/a: not run"]})
+    assert list(raised_checks(checks).check) == ["b", "d", "e", "f"]
+    assert flag_counts(checks) == {"red_flags": 4, "passed": 2, "not_run": 0}
+    assert raised_checks(pd.DataFrame(columns=["check", "detail"])).empty
