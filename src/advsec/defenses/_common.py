@@ -15,7 +15,7 @@ from advsec.models.detector import Detector, as_labels
 from advsec.models.metrics import detection_metrics
 from advsec.models.mlp import MLP
 
-__all__ = ["DefenseResult", "as_labels", "benign_index", "clean_metrics"]
+__all__ = ["DefenseResult", "EpochLosses", "as_labels", "benign_index", "clean_metrics"]
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -112,6 +112,26 @@ def prepare_copy(detector: Detector, *, epochs: int | None) -> tuple[Detector, b
             raise ConfigError(f"epochs must be >= 1, got {epochs}")
         det.epochs = int(epochs)
     return det, fitted
+
+
+class EpochLosses:
+    """One epoch's mean total, natural and robust losses, summed on the device in float64 and
+    read once at the end: no host sync per mini-batch (TRADES and certified training)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.acc = torch.zeros(3, dtype=torch.float64, device=device)
+
+    def add(self, rows: int, total: torch.Tensor, natural: torch.Tensor,
+            robust: torch.Tensor) -> None:
+        """Add one mini-batch of ``rows`` records (its three mean losses, 0-d tensors)."""
+        self.acc += torch.stack([total.detach(), natural.detach(),
+                                 robust.detach()]).to(torch.float64) * rows
+
+    def entry(self, epoch: int, rows: int) -> dict[str, float]:
+        """The history entry of epoch ``epoch`` (1-based) over ``rows`` records (one sync)."""
+        sums = self.acc.cpu().numpy() / max(rows, 1)
+        return {"epoch": float(epoch), "loss": sums[0], "natural_loss": sums[1],
+                "robust_loss": sums[2]}
 
 
 def init_network(det: Detector, x: torch.Tensor, y: np.ndarray) -> None:

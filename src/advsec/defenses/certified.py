@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from advsec.defenses._common import (
     ArrayLike,
     DefenseResult,
+    EpochLosses,
     as_labels,
     as_tensor,
     finish,
@@ -163,9 +164,7 @@ def crown_ibp_training(
         step = 0
         for epoch in range(det.epochs):
             order = torch.randperm(len(xt), generator=gen).to(dev)
-            # the epoch's losses summed on the device (float64, term by term as before), read
-            # once per epoch: no host sync per mini-batch
-            acc = torch.zeros(3, dtype=torch.float64, device=next(module.parameters()).device)
+            losses = EpochLosses(next(module.parameters()).device)
             e_now = 0.0
             for s in range(0, len(order), det.batch_size):
                 idx = order[s : s + det.batch_size]
@@ -185,11 +184,8 @@ def crown_ibp_training(
                 total.backward()
                 opt.step()
                 step += 1
-                acc += torch.stack([total.detach(), natural.detach(),
-                                    robust.detach()]).to(torch.float64) * len(idx)
-            sums = acc.cpu().numpy() / max(len(order), 1)
-            entry = {"epoch": float(start_epoch + epoch + 1), "loss": sums[0],
-                     "natural_loss": sums[1], "robust_loss": sums[2], "eps": e_now}
+                losses.add(len(idx), total, natural, robust)
+            entry = {**losses.entry(start_epoch + epoch + 1, len(order)), "eps": e_now}
             det.history_.append(entry)
             log.debug("crown_ibp epoch %d: %s", epoch + 1, entry)
     info = {"eps": eps, "kappa_end": kappa_end, "warmup": warmup, "ramp": ramp,

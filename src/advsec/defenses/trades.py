@@ -25,6 +25,7 @@ from advsec.attacks.projection import Projector
 from advsec.defenses._common import (
     ArrayLike,
     DefenseResult,
+    EpochLosses,
     as_labels,
     as_tensor,
     finish,
@@ -180,9 +181,7 @@ def trades_training(
         x_dev, y_dev = xt.to(dev), yt.to(dev)
         for epoch in range(det.epochs):
             order = torch.randperm(len(xt), generator=gen).to(dev)
-            # the epoch's losses summed on the device (float64, term by term as before), read
-            # once per epoch: no host sync per mini-batch
-            acc = torch.zeros(3, dtype=torch.float64, device=next(module.parameters()).device)
+            losses = EpochLosses(next(module.parameters()).device)
             for s in range(0, len(order), det.batch_size):
                 idx = order[s : s + det.batch_size]
                 xb, yb = x_dev[idx], y_dev[idx]
@@ -195,11 +194,8 @@ def trades_training(
                 total, natural, robust = trades_loss(module, xb, yb, xa, beta=beta)
                 total.backward()
                 opt.step()
-                acc += torch.stack([total.detach(), natural.detach(),
-                                    robust.detach()]).to(torch.float64) * len(idx)
-            sums = acc.cpu().numpy() / max(len(order), 1)
-            entry = {"epoch": float(start_epoch + epoch + 1), "loss": sums[0],
-                     "natural_loss": sums[1], "robust_loss": sums[2]}
+                losses.add(len(idx), total, natural, robust)
+            entry = losses.entry(start_epoch + epoch + 1, len(order))
             det.history_.append(entry)
             log.debug("trades epoch %d: %s", epoch + 1, entry)
     info = {"eps": eps, "beta": beta, "steps": steps,
