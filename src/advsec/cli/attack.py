@@ -20,7 +20,7 @@ import typer
 from advsec.attacks.registry import ATTACKS
 from advsec.attacks.spec import attack_spec
 from advsec.attacks.success import eligible, succeeded
-from advsec.cli.common import console, parse_floats, rate
+from advsec.cli.common import console, parse_floats, print_red_flags, rate
 from advsec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -135,10 +135,7 @@ def attack_command(
                       f"{rate(row.attacked_accuracy)}, "
                       f"{int(broken) if broken == broken else 'n/a'} verified yet broken",
                       soft_wrap=True)
-    raised = _raised_flags(Path(summary["out"]))
-    for scope, check, detail in raised:
-        console.print(f"red flag ({scope}): {check}: {detail}", soft_wrap=True, markup=False,
-                      highlight=False)
+    raised = print_red_flags(_raised_flags(Path(summary["out"])))
     console.print(f"wrote {summary['out']}")
     console.print(attack_headline({"attack": attack, "valid": valid,
                                    "evasion": summary["evasion"]}, table),
@@ -151,7 +148,7 @@ def attack_command(
 
 
 def _raised_flags(out: Path) -> list[tuple[str, str, str]]:
-    """``(scope, check, detail)`` of every failed check in ``out/checks.csv`` (written with the
+    """``(check, scope, detail)`` of every failed check in ``out/checks.csv`` (written with the
     report; none without it)."""
     from advsec.reporting.run_report import raised_checks
 
@@ -159,7 +156,7 @@ def _raised_flags(out: Path) -> list[tuple[str, str, str]]:
         checks = pd.read_csv(out / "checks.csv")
     except (OSError, ValueError):
         return []
-    return [(str(r.scope), str(r.check), str(r.detail))
+    return [(str(r.check), str(r.scope), str(r.detail))
             for r in raised_checks(checks).itertuples()]
 
 

@@ -30,6 +30,22 @@ def rate(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
+def print_red_flags(flags: list[tuple[str, str, str]], *, show: int = 10) -> int:
+    """Print ``(check, where, detail)`` red flags the same way for every command (at most
+    ``show`` of them, then a count); returns how many there are."""
+    if not flags:
+        return 0
+    console.print(f"{len(flags)} red flag(s) (see the report's Red-flag checks):",
+                  soft_wrap=True, markup=False, highlight=False)
+    for check, where, detail in flags[:show]:
+        scope = f" ({where})" if where else ""
+        console.print(f"  {check}{scope}: {detail}", soft_wrap=True, markup=False,
+                      highlight=False)
+    if len(flags) > show:
+        console.print(f"  ... and {len(flags) - show} more", markup=False)
+    return len(flags)
+
+
 def parse_floats(text: str, *, option: str) -> list[float]:
     """``"0,0.01, 0.1"`` -> ``[0.0, 0.01, 0.1]``; a one-line ConfigError naming ``option``
     (also for an empty item, ``"0.1,,0.2"``: a typo, not a list of two)."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from advsec.cli.common import console
+from advsec.cli.common import console, print_red_flags
 from advsec.errors import ConfigError, DataError
 from advsec.runio import check_new_run_dir, error_notes, note_error
 
@@ -150,18 +150,10 @@ def _print_flags(run_dir: Path, *, show: int = 10) -> int:
     from advsec.reporting.run_report import raised_flags
 
     flags = raised_flags(run_dir)
-    if not flags:
-        return 0
-    console.print(f"{len(flags)} red flag(s) (see the report's Red-flag checks):",
-                  soft_wrap=True, markup=False, highlight=False)
-    for f in flags[:show]:
-        where = "/".join(str(f.get(k)) for k in ("detector", "defense", "threat")
-                         if f.get(k) not in (None, "", "none"))
-        console.print(f"  {f.get('check')} ({where}): {f.get('detail')}", soft_wrap=True,
-                      markup=False, highlight=False)
-    if len(flags) > show:
-        console.print(f"  ... and {len(flags) - show} more", markup=False)
-    return len(flags)
+    return print_red_flags([
+        (str(f.get("check")), "/".join(str(f.get(k)) for k in ("detector", "defense", "threat")
+                                       if f.get(k) not in (None, "", "none")),
+         str(f.get("detail"))) for f in flags], show=show)
 
 
 def export_command(
