@@ -43,6 +43,11 @@ def valid_records(
         raise ValueError(f"x_adv {xa.shape} and x {xo.shape} differ in shape")
     if len(xa) == 0:
         return np.zeros(0, dtype=bool)
+    bad = ~np.isfinite(xa).all(axis=1)
+    if bad.any():  # never the records' fault: decoding them would blame the user's data
+        raise ValueError(f"adversarial inputs: row {int(np.argmax(bad))} (0-based) and "
+                         f"{int(bad.sum()) - 1} more hold NaN or infinite values: the attack's "
+                         f"gradients or the model's scores were not finite")
     fixed = ~np.asarray(space.mutable_mask, dtype=bool)
     ok = np.all(xa[:, fixed] == xo[:, fixed], axis=1)
     clean = space.decode(xo)

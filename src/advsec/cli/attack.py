@@ -254,10 +254,11 @@ def run_attack(
         space = _with_schema_file(space, schema, model)
     cli_verifiers(verifiers, det)
     stored = getattr(det, "data_", None)
+    label_notes: list[str] = []
     if data is not None:
         table, labels, benign_value = _read_like_training(
             space, stored, model, data, label_column=label_column, benign_label=benign_label,
-            scheme=scheme)
+            scheme=scheme, notes=label_notes)
         dataset, split = str(data), "all"
     else:
         dataset, table, labels, benign_value = _load_split(
@@ -272,13 +273,14 @@ def run_attack(
     if len(table) == 0:
         raise DataError(f"{dataset}: the {split} split has no records")
     classes = [str(c) for c in det.classes_]
-    unknown = sorted(set(labels) - set(classes))
+    unknown = sorted({str(v) for v in labels} - set(classes))
     if unknown:
-        raise DataError(f"{dataset} ({split}): label(s) {unknown[:5]} are not classes of the "
-                        f"model {classes}; use the --scheme the model was trained with")
+        raise DataError(f"{dataset} ({split}): label(s) {', '.join(map(repr, unknown[:5]))} "
+                        f"are not classes of the model ({', '.join(map(repr, classes))}); "
+                        f"pass the --scheme the model was trained with, or --benign-label")
     from advsec.features.coverage import encoding_notes
 
-    notes = encoding_notes(space, table)
+    notes = [*label_notes, *encoding_notes(space, table)]
     if valid and not bool(np.asarray(space.mutable_mask).any()):
         notes.append("the model's feature space lets the attacker change no feature (every "
                      "feature is immutable): a valid-record attack leaves every record as it is; "
@@ -379,12 +381,15 @@ def resolve_evasion(evasion: bool | None, *, has_benign: bool) -> tuple[bool, st
 
 def _read_like_training(space: FeatureSpace, stored: dict[str, Any] | None, model: Path,
                         data: Path, *, label_column: str | None, benign_label: str | None,
-                        scheme: str | None) -> tuple[pd.DataFrame, np.ndarray, str]:
+                        scheme: str | None, notes: list[str]
+                        ) -> tuple[pd.DataFrame, np.ndarray, str]:
     """``(table, labels, benign label)`` of every row of the file ``data``, read with the options
     the model was trained with (``stored``, the model JSON's ``data`` record), the CLI's where
     given; labels mapped as :func:`advsec.datasets.tabular.load_tabular` maps them (``binary``:
     the benign label, else ``"attack"``; ``attack``: kept). The model's schema decides the
-    features (nothing is inferred)."""
+    features (nothing is inferred). The file's benign label (``benign_label``, else the
+    model's) is mapped to the model's benign class; a ``benign_label`` no row has is an error,
+    and a file with no benign row gets a note (appended to ``notes``)."""
     from advsec.datasets.tabular import SCHEMES, benign_label_of, read_table
 
     opts = dict(stored["options"]) if stored else {}
@@ -406,9 +411,22 @@ def _read_like_training(space: FeatureSpace, stored: dict[str, Any] | None, mode
     if benign is None:  # guessed as the loader guesses it
         benign = benign_label_of(table, label_column=str(column), benign_label=None, notes=[])
     raw = table[str(column)].astype(str).to_numpy()
+    if not (raw == str(benign)).any():
+        held = sorted(set(raw))
+        shown = ", ".join(map(repr, held[:5])) + (", ..." if len(held) > 5 else "")
+        if benign_label is not None:
+            raise DataError(f"{data}: no row has the benign label {benign_label!r} given by "
+                            f"--benign-label (column {column!r} holds {shown})")
+        notes.append(f"no record has the model's benign label {str(benign)!r} (column "
+                     f"{column!r} holds {shown}): every record counts as malicious; pass "
+                     f"--benign-label when the file names benign records otherwise")
+    # the model's own name for the benign class (its training table's benign label)
+    model_benign = str(opts.get("benign_label", benign))
     if how == "binary":
-        raw = np.where(raw == str(benign), str(benign), "attack")
-    return table, raw, str(benign)
+        raw = np.where(raw == str(benign), model_benign, "attack")
+    elif str(benign) != model_benign:
+        raw = np.where(raw == str(benign), model_benign, raw)
+    return table, raw, model_benign
 
 
 def _load_split(stored: dict[str, Any] | None, model: Path, dataset: str | None, *,

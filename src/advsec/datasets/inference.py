@@ -41,7 +41,6 @@ import numpy as np
 import pandas as pd
 
 from advsec.datasets._checks import SOURCE_COLUMNS, row_name
-from advsec.datasets._common import LABEL
 from advsec.datasets._text import shown
 from advsec.errors import ConfigError, DataError
 from advsec.features.schema import Feature, FeatureKind, FeatureSchema
@@ -164,7 +163,7 @@ def infer_schema(
         why = "; ".join(notes[first_note:])
         raise DataError(f"{where}: no usable feature columns besides {label_column!r}"
                         + (f" ({why})" if why else ""))
-    return FeatureSchema(features=tuple(feats), label=LABEL, benign_label=benign_label)
+    return FeatureSchema(features=tuple(feats), label=label_column, benign_label=benign_label)
 
 
 def _constant(name: str, col: pd.Series, notes: list[str]) -> bool:

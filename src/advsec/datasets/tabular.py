@@ -311,18 +311,22 @@ def load_tabular(
         if schema_file is not None:
             schema = FeatureSchema.from_file(schema_file, base=schema,
                                              columns=list(train_df.columns))
-    schema = replace(schema, label=LABEL, benign_label=benign)
+    # the scheme's labels go in a column of their own: "label" unless a feature has that name
+    lab = _free_name(LABEL, train_df, test_df) if label_column != LABEL else LABEL
+    schema = replace(schema, label=lab, benign_label=benign)
     missing = [c for c in [*schema.names, label_column] if c not in test_df.columns]
     if missing:
         raise DataError(f"{test_df.attrs.get('path', 'test table')}: no column {missing[0]!r} "
                         f"(the training table has it)")
-    raw_name = "raw_label" if label_column == LABEL else label_column
+    # the raw labels keep their column, or need a name of their own when it is "label"
+    raw_name = label_column if label_column != LABEL else _free_name("raw_label", train_df,
+                                                                       test_df)
     for table in (train_df, test_df):
         raw = table[label_column].astype("string")
         table[raw_name] = raw
         values = raw.to_numpy(dtype=object)
-        table[LABEL] = pd.array(scheme_labels(values, scheme=scheme, benign=benign),
-                                dtype="string")
+        table[lab] = pd.array(scheme_labels(values, scheme=scheme, benign=benign),
+                              dtype="string")
     unseen = sorted(set(test_df[raw_name].unique()) - set(train_df[raw_name].unique()))
     if unseen:
         how = "kept as classes of their own" if scheme == "attack" else "labelled 'attack'"
@@ -331,10 +335,17 @@ def load_tabular(
     if scheme == "binary":
         classes = [benign, "attack"]
     else:
-        classes = order_classes(benign, train_df[LABEL], test_df[LABEL])
+        classes = order_classes(benign, train_df[lab], test_df[lab])
     return finish(name=NAME, train=train_df, test=test_df, schema=schema, scheme=scheme,
                   classes=classes, notes=notes, extra=(raw_name,), label_column=label_column,
                   source=where)
+
+
+def _free_name(name: str, *tables: pd.DataFrame) -> str:
+    """``name``, or ``name_2``, ``name_3``, ...: the first that no column of ``tables`` has."""
+    taken = {c for t in tables for c in t.columns}
+    return next(c for c in (name, *(f"{name}_{i}" for i in range(2, len(taken) + 3)))
+                if c not in taken)
 
 
 def _data_columns(df: pd.DataFrame) -> list[str]:

@@ -132,7 +132,9 @@ def numeric_view(v: TorchView) -> NumericView:
 def raw_from_model(xn: torch.Tensor, nv: NumericView) -> torch.Tensor:
     """Numeric model columns ``(N, K)`` -> float64 raw values (clipped to the unit box first)."""
     t = torch.clamp(xn.to(torch.float64), 0.0, 1.0) * nv.span + nv.lo
-    return torch.where(nv.log1p, torch.expm1(t), t)
+    # expm1 only where it applies: on a column without log1p, raw values beyond ~709 would
+    # overflow it to inf, and the where's backward turns 0 * inf into NaN gradients
+    return torch.where(nv.log1p, torch.expm1(torch.where(nv.log1p, t, 0.0)), t)
 
 
 def model_from_raw(raw: torch.Tensor, nv: NumericView) -> torch.Tensor:

@@ -224,7 +224,9 @@ def _selu(node: Node, args: _Args, opset: int) -> Tensor:
     x = _need(args, 0)
     alpha = float(_attr(node, "alpha", 1.67326319217681884765625))
     gamma = float(_attr(node, "gamma", 1.05070102214813232421875))
-    return gamma * torch.where(x > 0, x, alpha * torch.expm1(x))
+    # expm1 of the negative part only: on large x it would overflow to inf, and the where's
+    # backward would turn 0 * inf into a NaN gradient
+    return gamma * torch.where(x > 0, x, alpha * torch.expm1(torch.clamp(x, max=0.0)))
 
 
 OPS: dict[str, Callable[[Node, _Args, int], Tensor]] = {
