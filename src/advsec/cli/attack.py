@@ -48,6 +48,8 @@ def attack_command(
                                             "label column (default: the model's)."),
     benign_label: str | None = typer.Option(None, "--benign-label", help="With --data: the "
                                             "benign label (default: the model's)."),
+    delimiter: str | None = typer.Option(None, "--delimiter", help="With --data: the CSV field "
+                                         "separator (default: the model's, else ',')."),
     schema: Path | None = typer.Option(None, "--schema", help="A TOML/YAML schema file of "
                                        "changes (override, relations) to the model's stored "
                                        "schema: the threat model; the encoding must not change."),
@@ -113,7 +115,8 @@ def attack_command(
     """
     summary = run_attack(
         model=model, dataset=dataset, root=root, data=data, label_column=label_column,
-        benign_label=benign_label, schema=schema, split=split, scheme=scheme, attack=attack,
+        benign_label=benign_label, delimiter=delimiter, schema=schema, split=split,
+        scheme=scheme, attack=attack,
         eps=parse_floats(eps, option="--eps"), steps=steps, norm=norm, valid=valid,
         evasion=evasion, out=out, fmt=fmt, max_rows=max_rows, seed=seed, device=device,
         force=force, report=report, inputs=inputs, onnx_classes=classes, verify=verify,
@@ -169,6 +172,7 @@ def run_attack(
     data: Path | None = None,
     label_column: str | None = None,
     benign_label: str | None = None,
+    delimiter: str | None = None,
     schema: Path | None = None,
     scheme: str | None,
     attack: str,
@@ -235,7 +239,8 @@ def run_attack(
         raise ConfigError(f"--device: {exc}") from None
 
     det = (load_foreign(model, data=data, label_column=label_column, benign_label=benign_label,
-                        schema=schema, inputs=inputs, classes=onnx_classes, attack=name,
+                        delimiter=delimiter, schema=schema, inputs=inputs,
+                        classes=onnx_classes, attack=name,
                         needs_gradients=spec.needs_gradients)  # its space fitted on --data
            if is_foreign(model) else load_model(model, device=dev))
     if spec.needs_gradients and not hasattr(det, "as_module"):
@@ -258,7 +263,7 @@ def run_attack(
     if data is not None:
         table, labels, benign_value = _read_like_training(
             space, stored, model, data, label_column=label_column, benign_label=benign_label,
-            scheme=scheme, notes=label_notes)
+            delimiter=delimiter, scheme=scheme, notes=label_notes)
         dataset, split = str(data), "all"
     else:
         dataset, table, labels, benign_value = _load_split(
@@ -381,7 +386,7 @@ def resolve_evasion(evasion: bool | None, *, has_benign: bool) -> tuple[bool, st
 
 def _read_like_training(space: FeatureSpace, stored: dict[str, Any] | None, model: Path,
                         data: Path, *, label_column: str | None, benign_label: str | None,
-                        scheme: str | None, notes: list[str]
+                        delimiter: str | None, scheme: str | None, notes: list[str]
                         ) -> tuple[pd.DataFrame, np.ndarray, str]:
     """``(table, labels, benign label)`` of every row of the file ``data``, read with the options
     the model was trained with (``stored``, the model JSON's ``data`` record), the CLI's where
@@ -402,7 +407,8 @@ def _read_like_training(space: FeatureSpace, stored: dict[str, Any] | None, mode
         raise ConfigError(f"--scheme: a --data table has the scheme binary or attack, got "
                           f"{how!r}")
     table = read_table(data, label_column=str(column),
-                       delimiter=str(opts.get("delimiter", ",")))
+                       delimiter=delimiter if delimiter is not None
+                       else str(opts.get("delimiter", ",")))
     missing = [n for n in space.schema.names if n not in table.columns]
     if missing:
         raise DataError(f"{data}: no column {missing[0]!r} (the model {model} was trained "

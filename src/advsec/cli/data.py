@@ -74,6 +74,8 @@ def info_command(
     schema: Path | None = typer.Option(None, "--schema", help="A TOML/YAML schema file that "
                                        "changes or replaces the feature schema."),
     test: Path | None = typer.Option(None, "--test", help="Tabular data: a separate test file."),
+    delimiter: str | None = typer.Option(None, "--delimiter", help="Tabular data: the CSV "
+                                         "field separator (default ',')."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     show_schema: bool = typer.Option(False, "--show-schema", help="Print the feature schema in "
                                      "effect as a TOML schema file instead of the summary."),
@@ -99,6 +101,11 @@ def info_command(
             options["benign_label"] = benign_label
         if test is not None:
             options["test_path"] = test
+        if delimiter is not None:
+            options["delimiter"] = delimiter
+    elif delimiter is not None:
+        raise ConfigError(f"--delimiter: only for CSV files; {name!r} is a registered dataset "
+                          f"with its own format")
     get_loader(name)
     ds = load(name, **options)
     if show_schema:

@@ -80,6 +80,7 @@ def fit_space(table: pd.DataFrame, *, label_column: str, benign: str,
 
 def load_foreign(model: Path, *, data: Path | None, label_column: str | None,
                  benign_label: str | None, schema: Path | None, inputs: str,
+                 delimiter: str | None = None,
                  classes: str | None, attack: str, needs_gradients: bool) -> ForeignModel:
     """The foreign model ``model`` over a FeatureSpace fitted on ``data`` (module docstring);
     its ``feature_space_`` encodes the table. A gradient attack (``needs_gradients``) on a
@@ -100,7 +101,8 @@ def load_foreign(model: Path, *, data: Path | None, label_column: str | None,
     if inputs not in ("raw", "encoded"):
         raise ConfigError(f"--inputs: expected raw or encoded, got {inputs!r}")
     names = parse_classes(classes)
-    table = read_table(data, label_column=label_column)
+    table = read_table(data, label_column=label_column,
+                       delimiter="," if delimiter is None else delimiter)
     benign = benign_label_of(table, label_column=label_column, benign_label=benign_label,
                              notes=[])
     space = fit_space(table, label_column=label_column, benign=benign, schema=schema,

@@ -40,6 +40,8 @@ def train_command(
                                             "column."),
     benign_label: str | None = typer.Option(None, "--benign-label", help="Files: the benign "
                                             "label (default: guessed)."),
+    delimiter: str | None = typer.Option(None, "--delimiter", help="Files: the CSV field "
+                                         "separator (default ','); kept with the model."),
     schema: Path | None = typer.Option(None, "--schema", help="A TOML/YAML schema file that "
                                        "changes or replaces the feature schema."),
     root: Path | None = typer.Option(None, "--root", help="Registered datasets: the folder "
@@ -83,7 +85,7 @@ def train_command(
     """
     summary = train_detector(
         data=data, label_column=label_column, benign_label=benign_label, schema=schema,
-        root=root, scheme=scheme, kind=kind, hidden=hidden, epochs=epochs,
+        delimiter=delimiter, root=root, scheme=scheme, kind=kind, hidden=hidden, epochs=epochs,
         batch_size=batch_size, lr=lr, n_estimators=n_estimators, max_depth=max_depth,
         max_train_rows=max_train_rows, seed=seed, out=out, force=force, device=device)
     m = summary["metrics"]
@@ -108,6 +110,7 @@ def train_detector(
     batch_size: int, lr: float | None, max_train_rows: int | None, seed: int, out: Path,
     force: bool,
     n_estimators: int = 100, max_depth: int | None = None, device: str = "cpu",
+    delimiter: str | None = None,
 ) -> dict[str, Any]:
     """The work behind ``advsec train``; returns ``{"metrics", "model", "files", "test_rows",
     "red_flags", "notes"}`` (``notes``: what the FeatureSpace changes in the test split)."""
@@ -162,10 +165,13 @@ def train_detector(
         options.update(path=path, label_column=label_column)
         if benign_label is not None:
             options["benign_label"] = benign_label
+        if delimiter is not None:
+            options["delimiter"] = delimiter
     else:
         name = data
         get_loader(name)
-        for option, given in (("--label-column", label_column), ("--benign-label", benign_label)):
+        for option, given in (("--label-column", label_column), ("--benign-label", benign_label),
+                              ("--delimiter", delimiter)):
             if given is not None:
                 raise ConfigError(f"{option}: only for CSV/Parquet files; {name!r} is a "
                                   f"registered dataset with its own labels")
@@ -197,7 +203,8 @@ def train_detector(
     metrics = detection_metrics(y_test, proba.argmax(1), proba=proba, benign_class=benign)
     flags = check_clean(y_test, proba.argmax(1), proba=proba, benign_class=benign,
                         classes=classes)
-    kept = {k: v for k, v in options.items() if k in ("label_column", "benign_label", "scheme")}
+    kept = {k: v for k, v in options.items()
+            if k in ("label_column", "benign_label", "scheme", "delimiter")}
     kept.update(benign_label=str(ds.benign_label), scheme=ds.scheme)
     record = {"dataset": name, "options": kept}
     for stale in existing:  # --force: no file of an earlier model of another kind stays
