@@ -24,6 +24,7 @@ from advsec.cli.common import console, parse_floats, print_red_flags, rate
 from advsec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
+    from advsec.features.schema import FeatureSchema
     from advsec.features.space import FeatureSpace
 
 __all__ = ["attack_command", "resolve_evasion", "run_attack"]
@@ -255,6 +256,7 @@ def run_attack(
     if space is None:
         raise DataError(f"{model}: the model JSON holds no FeatureSpace; save the detector with "
                         f"its feature space to attack raw records")
+    trained = space.schema
     if schema is not None and not is_foreign(model):
         space = _with_schema_file(space, schema, model)
     cli_verifiers(verifiers, det)
@@ -273,6 +275,9 @@ def run_attack(
     if missing:
         raise DataError(f"{dataset} ({split}): no column {missing[0]!r} (the model {model} "
                         f"was trained with it)")
+    if space.schema is not trained:
+        table = _check_new_bounds(table, trained, space.schema, where=f"{dataset} ({split})",
+                                  notes=label_notes)
     if max_rows is not None:
         table, labels = table.iloc[:max_rows], labels[:max_rows]
     if len(table) == 0:
@@ -480,6 +485,23 @@ def _with_schema_file(space: FeatureSpace, schema: Path, model: Path) -> Feature
                           f"model {model} was trained with (features, their order and kinds "
                           f"are fixed); only mutability, bounds and relations may change")
     return Space.from_dict({**space.to_dict(), "schema": new.to_dict()})
+
+
+def _check_new_bounds(table: pd.DataFrame, before: FeatureSchema, after: FeatureSchema, *,
+                      where: str, notes: list[str]) -> pd.DataFrame:
+    """``table`` with the numeric bounds a --schema file changed (``before`` -> ``after``)
+    enforced as loading enforces a schema's bounds: a value outside is a one-line DataError
+    naming the row, or clipped where the feature says ``on_bound_violation = "clip"``."""
+    from dataclasses import replace
+
+    from advsec.datasets._checks import check_values
+
+    old = {f.name: (f.lower, f.upper) for f in before}
+    changed = tuple(f for f in after if f.is_numeric and (f.lower, f.upper) != old.get(f.name))
+    if not changed:
+        return table
+    return check_values(table.copy(), replace(after, features=changed), fallback=where,
+                        notes=notes)
 
 
 def _sweep(det: Any, atk: Any, x: torch.Tensor, y: torch.Tensor, eps: list[float],
