@@ -49,3 +49,22 @@ def test_out_of_range_values_and_unseen_categories_are_counted_from_their_first_
     # and the unseen / empty categories are the records whose <other> slot is set
     _, _, cb = space.blocks_[[f.name for f, _, _ in space.blocks_].index(cat.name)]
     assert np.flatnonzero(x[:, cb - 1] == 1.0).tolist() == [2, 7, 13]
+
+
+def test_fractional_values_of_an_integer_feature_are_noted_and_fail_validity():
+    space, train, test = _fitted()
+    num = next(f for f in space.schema if f.is_numeric and f.kind.value == "integer")
+    t = test.copy()
+    t[num.name] = t[num.name].astype(float)
+    lo = float(train[num.name].min())
+    t.loc[[3, 8], num.name] = [lo + 0.5, lo + 1.25]
+    notes = [n for n in encoding_notes(space, t) if n.startswith(f"column {num.name!r}")]
+    assert any(re.search(r": 2 record\(s\) with a fractional value of an integer feature "
+                         r"\(first: row 4, ", n) for n in notes), notes
+    # whole numbers held as floats are no fractions
+    assert encoding_notes(space, test.assign(**{num.name: test[num.name].astype(float)})) == \
+        encoding_notes(space, test)
+    # what the note says: the exported record is not the one scored (decoding rounds it)
+    decoded = space.decode(space.encode(t))
+    assert float(decoded.loc[3, num.name]).is_integer()
+    assert float(decoded.loc[3, num.name]) != lo + 0.5

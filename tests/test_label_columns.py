@@ -106,3 +106,14 @@ def test_attack_notes_a_file_without_benign_records(
     out = capsys.readouterr().out
     assert "no record has the model's benign label '0'" in out
     assert "every record counts as malicious" in out
+
+
+def test_attack_refuses_a_label_column_that_is_a_feature(
+        model: tuple[Path, pd.DataFrame], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path, df = model
+    data = tmp_path / "d.csv"
+    df.to_csv(data, index=False)
+    assert _attack(path, data, tmp_path / "x", "--label-column", "pkts") == 2
+    assert "--label-column 'pkts' is a feature of the model" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -407,6 +407,9 @@ def _read_like_training(space: FeatureSpace, stored: dict[str, Any] | None, mode
     if column is None:
         raise ConfigError(f"--data: {model} does not say which column holds the labels (it "
                           f"was saved without data options); pass --label-column")
+    if str(column) in space.schema.names:
+        raise ConfigError(f"--label-column {column!r} is a feature of the model {model}; pass "
+                          f"the column that holds the labels")
     how = scheme if scheme is not None else str(opts.get("scheme", "binary"))
     if how not in SCHEMES:
         raise ConfigError(f"--scheme: a --data table has the scheme binary or attack, got "

@@ -32,11 +32,26 @@ def encoding_notes(space: FeatureSpace, raw: pd.DataFrame, *, rows: bool = True)
     1-based row in ``raw``. Empty when the space encodes every record as it is."""
     notes: list[str] = []
     for f, _, _ in space.blocks_:
-        note = (_category_note(space, raw, f, rows) if f.kind is FeatureKind.CATEGORICAL
-                else _numeric_note(space, raw, f, rows))
-        if note:
-            notes.append(note)
+        found = ([_category_note(space, raw, f, rows)] if f.kind is FeatureKind.CATEGORICAL
+                 else [_numeric_note(space, raw, f, rows), _fraction_note(raw, f, rows)])
+        notes += [n for n in found if n]
     return notes
+
+
+def _fraction_note(raw: pd.DataFrame, f: Feature, rows: bool) -> str | None:
+    """Values of an integer feature that are not whole: the model scores them as they are,
+    but they are no record of the schema (decoding rounds them, and validity fails)."""
+    if f.kind is not FeatureKind.INTEGER:
+        return None
+    values = numeric_values(raw, f)
+    with np.errstate(invalid="ignore"):
+        frac = np.isfinite(values) & (values != np.floor(values))
+    if not frac.any():
+        return None
+    pos = int(np.flatnonzero(frac)[0])
+    return (f"column {f.name!r}: {int(frac.sum()):,} record(s) with a fractional value of an "
+            f"integer feature ({_first(pos, f'{values[pos]:g}', rows)}): scored as it is, "
+            f"but not a valid record (exports round it)")
 
 
 def _first(pos: int, value: str, rows: bool) -> str:
