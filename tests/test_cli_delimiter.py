@@ -46,3 +46,18 @@ def test_a_semicolon_separated_table_end_to_end(tmp_path: Path,
     assert (records["bytes"] >= 0).all()  # the columns were split: numbers, not one text
     # a registered dataset has its own format
     assert main(["data", "info", "synthetic", "--delimiter", ";"]) == 2
+
+
+def test_a_tab_is_typed_as_backslash_t(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"a": rng.random(60), "b": rng.integers(0, 9, 60),
+                       "verdict": ["benign", "x"] * 30})
+    path = tmp_path / "flows.tsv.csv"
+    df.to_csv(path, sep="\t", index=False)
+    assert main(["data", "info", str(path), "--label-column", "verdict", "--delimiter",
+                 "\\t"]) == 0
+    assert main(["train", str(path), "--label-column", "verdict", "--delimiter", "\\t",
+                 "--kind", "random_forest", "--n-estimators", "5",
+                 "--out", str(tmp_path / "rf")]) == 0
+    stored = json.loads((tmp_path / "rf.json").read_text())["data"]["options"]
+    assert stored["delimiter"] == "\t"

@@ -20,7 +20,7 @@ import typer
 from advsec.attacks.registry import ATTACKS
 from advsec.attacks.spec import attack_spec
 from advsec.attacks.success import eligible, succeeded
-from advsec.cli.common import console, parse_floats, print_red_flags, rate
+from advsec.cli.common import cli_delimiter, console, parse_floats, print_red_flags, rate
 from advsec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -116,7 +116,8 @@ def attack_command(
     """
     summary = run_attack(
         model=model, dataset=dataset, root=root, data=data, label_column=label_column,
-        benign_label=benign_label, delimiter=delimiter, schema=schema, split=split,
+        benign_label=benign_label, delimiter=cli_delimiter(delimiter), schema=schema,
+        split=split,
         scheme=scheme, attack=attack,
         eps=parse_floats(eps, option="--eps"), steps=steps, norm=norm, valid=valid,
         evasion=evasion, out=out, fmt=fmt, max_rows=max_rows, seed=seed, device=device,

@@ -46,6 +46,11 @@ def print_red_flags(flags: list[tuple[str, str, str]], *, show: int = 10) -> int
     return len(flags)
 
 
+def cli_delimiter(text: str | None) -> str | None:
+    """A --delimiter value as typed in a shell: ``\\t`` (backslash, t) is a tab."""
+    return "\t" if text in ("\\t", "tab", "TAB") else text
+
+
 def parse_floats(text: str, *, option: str) -> list[float]:
     """``"0,0.01, 0.1"`` -> ``[0.0, 0.01, 0.1]``; a one-line ConfigError naming ``option``
     (also for an empty item, ``"0.1,,0.2"``: a typo, not a list of two)."""

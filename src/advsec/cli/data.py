@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from advsec.cli.common import console, err_console, table_file
+from advsec.cli.common import cli_delimiter, console, err_console, table_file
 from advsec.datasets import Dataset, get_loader, load, registered
 from advsec.datasets.fetch import SOURCES, fetch
 from advsec.datasets.inference import describe_features
@@ -102,7 +102,7 @@ def info_command(
         if test is not None:
             options["test_path"] = test
         if delimiter is not None:
-            options["delimiter"] = delimiter
+            options["delimiter"] = cli_delimiter(delimiter)
     elif delimiter is not None:
         raise ConfigError(f"--delimiter: only for CSV files; {name!r} is a registered dataset "
                           f"with its own format")
@@ -159,7 +159,8 @@ def schema_command(
     if out is not None:
         _check_out(out, source=file)
     found = infer_file_schema(file, label_column=label_column, benign_label=benign_label,
-                              delimiter=delimiter, max_categories=max_categories,
+                              delimiter=str(cli_delimiter(delimiter)),
+                              max_categories=max_categories,
                               discover=not no_discover)
     text = schema_file_text(found)
     if out is None:

@@ -116,7 +116,7 @@ def train_detector(
     "red_flags", "notes"}`` (``notes``: what the FeatureSpace changes in the test split)."""
     import numpy as np
 
-    from advsec.cli.common import parse_floats, table_file
+    from advsec.cli.common import cli_delimiter, parse_floats, table_file
     from advsec.datasets import get_loader, load
     from advsec.evaluation.honesty import check_clean
     from advsec.features.coverage import encoding_notes
@@ -166,7 +166,7 @@ def train_detector(
         if benign_label is not None:
             options["benign_label"] = benign_label
         if delimiter is not None:
-            options["delimiter"] = delimiter
+            options["delimiter"] = cli_delimiter(delimiter)
     else:
         name = data
         get_loader(name)
