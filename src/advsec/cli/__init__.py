@@ -17,13 +17,15 @@ command with ``--resume`` continues it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -99,6 +101,39 @@ app.command("reproduce")(reproduce_command)
 app.add_typer(data.app, name="data")
 
 
+class _Interrupted(Exception):
+    """A command's KeyboardInterrupt, carried past typer (which turns it into a silent exit
+    130) to :func:`main`, which says so with the run's hint (how to resume)."""
+
+    def __init__(self, original: KeyboardInterrupt) -> None:
+        super().__init__("interrupted")
+        self.original = original
+
+
+def _catch_interrupt(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            raise _Interrupted(exc) from exc
+
+    return run
+
+
+def _interruptible(group: typer.Typer) -> None:
+    """Wrap every command of ``group`` (and its sub-groups) in :func:`_catch_interrupt`."""
+    for info in group.registered_commands:
+        if info.callback is not None:
+            info.callback = _catch_interrupt(info.callback)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _interruptible(sub.typer_instance)
+
+
+_interruptible(app)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``advsec`` script; returns the process exit code (module docstring)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -119,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except KeyboardInterrupt as exc:
         _say(f"advsec: interrupted{_hint(exc)}")
+        return 130
+    except _Interrupted as exc:
+        _say(f"advsec: interrupted{_hint(exc.original)}")
         return 130
     except Exception as exc:
         if os.environ.get("ADVSEC_DEBUG"):
