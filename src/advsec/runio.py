@@ -88,6 +88,11 @@ def check_new_run_dir(out: str | Path, *, force: bool = False) -> None:
         raise ConfigError(f"{out}: cannot create it: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"{out}: cannot create it: {parent} is not writable")
+    try:  # access() trusts permission bits (root passes them): try, and leave nothing
+        os.rmdir(tempfile.mkdtemp(prefix=".advsec-probe-", dir=parent))
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot create it in {parent}: "
+                          f"{exc.strerror or type(exc).__name__}") from None
 
 
 @contextlib.contextmanager

@@ -130,7 +130,7 @@ def report_command(
     from advsec.reporting.run_report import build_run_report
 
     if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
+        raise ConfigError(_not_a_run_dir(run_dir))
     from advsec.reporting.run_report import run_headline
 
     with _damaged_run_dir(run_dir):
@@ -142,6 +142,14 @@ def report_command(
     console.print(f"report: {path}", soft_wrap=True)
     if raised and fail_on_red_flags:
         raise typer.Exit(1)
+
+
+def _not_a_run_dir(path: Path) -> str:
+    """Why ``path`` is no run directory, in one line."""
+    if path.exists():
+        return (f"{path}: is a file, not a run directory (the folder `advsec run` wrote, "
+                f"e.g. runs/NAME)")
+    return f"{path}: no such run directory"
 
 
 def _print_flags(run_dir: Path, *, show: int = 10) -> int:
@@ -166,7 +174,7 @@ def export_command(
     from advsec.reporting.export import export_adversarial
 
     if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory")
+        raise ConfigError(_not_a_run_dir(run_dir))
     with _damaged_run_dir(run_dir):
         console.print(f"wrote {export_adversarial(run_dir, fmt=fmt, out=out)}", soft_wrap=True)
 
