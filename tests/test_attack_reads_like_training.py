@@ -93,7 +93,9 @@ def test_attack_a_new_file_with_nothing_but_the_model(trained, capsys):
     # immutable and untouched features are exported exactly as they were
     assert adv.loc[0, "protocol"] == "sctp"
     assert (adv["protocol"].to_numpy() == other["protocol"].to_numpy()).all()
-    assert set(adv["label"]) <= {"ok", "attack"}
+    assert set(adv["true_label"]) <= {"ok", "attack"}
+    # the raw label column comes back as read, beside the features
+    assert (adv["verdict"].astype(str).to_numpy() == other["verdict"].astype(str).to_numpy()).all()
     table = pd.read_csv(out / "results.csv")
     assert table["valid_share"].iloc[-1] == pytest.approx(adv["valid"].mean())
 
@@ -224,7 +226,7 @@ def test_a_model_without_stored_options_needs_the_label_column(wide, tmp_path, c
     code = main([*args, "--label-column", "verdict", "--benign-label", "ok",
                  "--out", str(tmp_path / "b")])
     assert code == 0, capsys.readouterr().err
-    assert set(pd.read_csv(tmp_path / "b" / "adversarial.csv")["label"]) <= {"ok", "attack"}
+    assert set(pd.read_csv(tmp_path / "b" / "adversarial.csv")["true_label"]) <= {"ok", "attack"}
 
 
 def test_a_schema_file_changes_the_threat_model_not_the_encoding(wide, tmp_path, capsys):

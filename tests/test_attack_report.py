@@ -199,7 +199,7 @@ def test_the_sample_shows_changed_cells_in_original_columns(pgd_run):
     assert set(head[5:]) <= set(column)
     for row in body:
         rec = block.loc[int(row[0])]
-        assert row[1] == rec["label"] and row[2] == f"{rec['pred_clean']} → {rec['pred_adv']}"
+        assert row[1] == rec["true_label"] and row[2] == f"{rec['pred_clean']} → {rec['pred_adv']}"
         assert row[3] in ("yes", "no") and row[4] in ("yes", "no")
         for name, cell in zip((column[h] for h in head[5:]), row[5:], strict=True):
             value = rec[name]

@@ -40,7 +40,7 @@ def invoke(app, *args: str):
 
 
 def test_attack_writes_table_and_records_in_original_columns(saved, app, tmp_path):
-    model, ds = saved
+    model, _ = saved
     out = tmp_path / "run"
     res = invoke(app, "--model", str(model), "--dataset", "synthetic", "--attack", "pgd",
                  "--eps", "0.05,0.2", "--steps", "5", "--max-rows", "80", "--out", str(out))
@@ -55,11 +55,12 @@ def test_attack_writes_table_and_records_in_original_columns(saved, app, tmp_pat
     assert (table["valid_share"] == 1.0).all()
     records = pd.read_csv(out / "adversarial.csv")
     assert len(records) == 160
-    assert list(records.columns[:8]) == ["record_id", "eps", "label", "pred_clean", "pred_adv",
-                                         "attacked", "success", "valid"]
-    assert list(records.columns[8:]) == ds.schema.names
-    first = records[records["eps"] == 0.05].reset_index(drop=True)
+    assert list(records.columns[:8]) == ["record_id", "eps", "true_label", "pred_clean",
+                                         "pred_adv", "attacked", "success", "valid"]
     attacked = load("synthetic", seed=0).test.iloc[:80]  # what the command loaded
+    assert list(records.columns[8:]) == list(attacked.columns)  # each record's own columns
+    first = records[records["eps"] == 0.05].reset_index(drop=True)
+    assert list(first["true_label"]) == list(attacked["label"].astype(str))
     assert list(first["label"]) == list(attacked["label"].astype(str))
     # immutable features keep their original values
     assert list(first["protocol"]) == list(attacked["protocol"].astype(str))
@@ -77,7 +78,7 @@ def test_parquet_unconstrained_evasion(saved, app, tmp_path):
     assert res.exit_code == 0, res.output
     records = pd.read_parquet(out / "adversarial.parquet")
     assert len(records) == 60
-    assert (records["attacked"] == (records["label"] != "benign")).all()
+    assert (records["attacked"] == (records["true_label"] != "benign")).all()
     assert pd.read_csv(out / "results.csv")["valid_share"].iloc[-1] < 1.0
 
 

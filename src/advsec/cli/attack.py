@@ -104,9 +104,11 @@ def attack_command(
     Evasion first: with a benign class only the malicious records are attacked, towards
     benign, unless --all-records. OUT gets results.csv (one row per eps: accuracy, detection
     rate, evasion and induced false-alarm rates, attack success rate, perturbation, valid share,
-    seconds), adversarial.csv or .parquet (every attacked record in
-    its original columns, beside its record id, true label, clean and adversarial predictions,
-    success and validity), attack.json (the settings), unless --no-report report.html and,
+    seconds), adversarial.csv or .parquet (record_id, eps, true_label, pred_clean, pred_adv,
+    attacked, success, valid, then every record in all its original columns: the features as
+    attacked, the others (the label, columns the model leaves out) as read; a front column
+    a record also has is named advsec_NAME), attack.json (the settings), unless --no-report
+    report.html and,
     with --verify, verify.csv (per verifier and eps: verified accuracy, the attack's accuracy
     on the same records, their gap and the records both verified and broken, which must be 0).
 
@@ -336,7 +338,8 @@ def run_attack(
         evasion=evasion, detector=Path(model).name)
 
     ids = table.index.to_numpy()
-    frames = []
+    frames, exported = [], []
+    columns = _record_columns(table, space)
     for e in eps:
         xa = x_adv[e]
         raw = _decode(space, xa, table)
@@ -350,8 +353,13 @@ def run_attack(
             "success": _success(y.numpy(), pred_clean, pred_adv[e], evasion, benign_class),
             "valid": valid_records(space, xa, x),
         })
-        frames.append(pd.concat([front, raw.reset_index(drop=True)], axis=1))
+        raw = raw.reset_index(drop=True)
+        # the report's frame: its front columns win over a feature of the same name
+        frames.append(pd.concat([front, raw.drop(columns=[c for c in raw.columns
+                                                          if c in front.columns])], axis=1))
+        exported.append(_exported(front, raw, table, columns))
     records = pd.concat(frames, ignore_index=True)
+    out_records = pd.concat(exported, ignore_index=True)
 
     settings = {"model": str(model), "dataset": dataset, "split": split, "root": str(root)
                 if root else None, "scheme": scheme, "schema": str(schema) if schema else None,
@@ -364,9 +372,9 @@ def run_attack(
     with atomic_run_dir(out, force=force) as tmp:
         sweep_table.to_csv(tmp / "results.csv", index=False)
         if fmt == "csv":
-            records.to_csv(tmp / "adversarial.csv", index=False)
+            out_records.to_csv(tmp / "adversarial.csv", index=False)
         else:
-            records.to_parquet(tmp / "adversarial.parquet", index=False)
+            out_records.to_parquet(tmp / "adversarial.parquet", index=False)
         (tmp / "attack.json").write_text(json.dumps(settings, indent=2) + "\n")
         if verifiers:
             verify_table.to_csv(tmp / "verify.csv", index=False)
@@ -529,6 +537,31 @@ def _sweep(det: Any, atk: Any, x: torch.Tensor, y: torch.Tensor, eps: list[float
         x_adv.update(attacked.x_adv)
         pred_adv.update(attacked.pred_adv)
     return table, x_adv, np.asarray(sweep.pred_clean), pred_adv
+
+
+def _record_columns(table: pd.DataFrame, space: FeatureSpace) -> list[str]:
+    """The columns of an exported record: every column of ``table`` as read (features, the
+    label, columns the model leaves out), in the table's order; advsec's own source tags and
+    label columns excluded (a registered dataset's table holds its features and labels)."""
+    from advsec.datasets._checks import SOURCE_COLUMNS
+
+    return [str(c) for c in table.columns if c not in SOURCE_COLUMNS]
+
+
+#: the exported front columns, renamed ``advsec_NAME`` where a record has a column NAME
+_EXPORT_FRONT = {"label": "true_label"}
+
+
+def _exported(front: pd.DataFrame, raw: pd.DataFrame, table: pd.DataFrame,
+              columns: list[str]) -> pd.DataFrame:
+    """One ε block of ``adversarial.csv``: the front columns (the true label as
+    ``true_label``), then each record in its original columns: the decoded features ``raw``
+    and, for the table's other columns, its values as read (the attack does not touch them)."""
+    head = front.rename(columns=_EXPORT_FRONT)
+    head = head.rename(columns={c: f"advsec_{c}" for c in head.columns if c in columns})
+    body = pd.DataFrame({c: raw[c] if c in raw.columns else table[c].reset_index(drop=True)
+                         for c in columns})
+    return pd.concat([head, body], axis=1)
 
 
 def _decode(space: FeatureSpace, xa: torch.Tensor, table: pd.DataFrame) -> pd.DataFrame:
