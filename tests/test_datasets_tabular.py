@@ -83,9 +83,14 @@ def test_csv_quirks_bom_crlf_padded_and_duplicate_names(tmp_path):
     text = "\ufeff a , b ,a,label\r\n1,2,3,benign\r\n4,0,6,attack\r\n0,8,2,benign\r\n"
     path = tmp_path / "q.csv"
     path.write_bytes(text.encode("utf-8"))
+    # a name that comes twice (once padded) is ambiguous: refused, naming both columns
+    with pytest.raises(DataError, match=r"header: column name 'a' appears more than once "
+                                        r"\(columns 1 and 3\)"):
+        load("tabular", path=path, test_path=path)
+    path.write_bytes(text.replace(",a,", ",c,").encode("utf-8"))
     ds = load("tabular", path=path, test_path=path)
-    assert ds.schema.names == ["a", "b", "a.1"] and ds.benign_label == "benign"
-    assert ds.train["a.1"].tolist() == [3, 6, 2]
+    assert ds.schema.names == ["a", "b", "c"] and ds.benign_label == "benign"
+    assert ds.train["c"].tolist() == [3, 6, 2]
 
 
 def test_schema_file_overrides_and_full_schema(tmp_path):

@@ -356,7 +356,7 @@ AWKWARD = ["a b", 'quo"te', "back\\slash", "tab\there", "new\nline", "ünï ©ø
            "#hash", "=eq", "[br]", "'single'", "\x00nul", "\x7fdel", "e\u2028x", "-", "1.5"]
 names = st.one_of(st.sampled_from(AWKWARD),
                   st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12))
-finite = st.floats(allow_nan=False, allow_infinity=False)
+finite = st.floats(-1e300, 1e300, allow_nan=False, allow_infinity=False)
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=10)
 
 
@@ -364,7 +364,7 @@ texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=10)
 def features(draw: Any, name: str) -> Feature:
     kind = draw(st.sampled_from(list(FeatureKind)))
     if kind is FeatureKind.CATEGORICAL:
-        cats = draw(st.none() | st.lists(texts, max_size=4))
+        cats = draw(st.none() | st.lists(texts, min_size=1, max_size=4, unique_by=str))
         return Feature(name, kind, mutable=draw(st.booleans()), description=draw(texts),
                        categories=tuple(cats) if cats is not None else None)
     bounds = sorted(draw(st.lists(finite, min_size=2, max_size=2)))

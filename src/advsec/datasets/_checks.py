@@ -8,13 +8,17 @@ splits, so a problem found after any of those still names the row of the file it
 - :func:`check_labels`: an empty label (missing value, empty or blank text) is an error.
 - :func:`check_values`: numeric features must hold finite numbers, within the schema's bounds;
   a value outside them is an error, or is clipped to the bound when the feature's
-  ``on_bound_violation`` is ``"clip"`` (a warning and a note count the clipped values).
+  ``on_bound_violation`` is ``"clip"`` (a warning and a note count the clipped values). A missing
+  value of a boolean column, an integer beyond 2**53 in magnitude (float64 does not hold it
+  exactly) and a range (bounds, else the values' extremes) whose width overflows float64 are
+  errors too.
 - :func:`check_classes`: the training split needs at least two classes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +26,10 @@ import pandas as pd
 
 from advsec.datasets._text import shown
 from advsec.errors import DataError
-from advsec.features.schema import FeatureSchema
+from advsec.features.schema import Feature, FeatureSchema
 
-__all__ = ["FILE", "ROW", "SOURCE_COLUMNS", "check_classes", "check_labels", "check_values",
-           "row_name", "tag_source"]
+__all__ = ["EMPTY_FLAG", "EXACT_INT", "FILE", "ROW", "SOURCE_COLUMNS", "check_classes",
+           "check_labels", "check_values", "first_inexact", "row_name", "tag_source"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,10 @@ ROW = "__advsec_row__"
 #: Hidden column: the file each record was read from.
 FILE = "__advsec_file__"
 SOURCE_COLUMNS = (ROW, FILE)
+#: whole numbers up to this magnitude are exact in float64 (every feature is computed in it)
+EXACT_INT = 2**53
+#: the error for a missing value in a boolean column
+EMPTY_FLAG = "empty value, expected true or false"
 
 
 def tag_source(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
@@ -42,6 +50,23 @@ def tag_source(df: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     df[ROW] = np.arange(1, n + 1, dtype=np.int64)
     df[FILE] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[str(path)])
     return df
+
+
+def first_inexact(col: pd.Series) -> int | None:
+    """Position of the first value of the integer column ``col`` (``(N,)``, no missing values)
+    beyond :data:`EXACT_INT` in magnitude, where float64 no longer holds every whole number
+    (``uint64`` values near 2**64 collapse onto a few floats); ``None`` when there is none or
+    ``col`` is not an integer column. Compared as integers, so the answer is exact."""
+    if not pd.api.types.is_integer_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return None
+    dtype = np.dtype(getattr(col.dtype, "numpy_dtype", col.dtype))
+    if dtype.itemsize < 8:
+        return None
+    ints = col.to_numpy(dtype=dtype)
+    big = ints > EXACT_INT
+    if dtype.kind == "i":
+        big |= ints < -EXACT_INT
+    return int(np.flatnonzero(big)[0]) if big.any() else None
 
 
 def row_name(df: pd.DataFrame, pos: int, fallback: str) -> str:
@@ -78,6 +103,10 @@ def check_values(
             continue
         col = df[f.name]
         if pd.api.types.is_bool_dtype(col):
+            if col.isna().any():
+                pos = int(np.flatnonzero(col.isna().to_numpy())[0])
+                raise DataError(f"{row_name(df, pos, fallback)}, column {f.name!r}: "
+                                f"{EMPTY_FLAG}")
             continue
         if not pd.api.types.is_numeric_dtype(col):
             numbers = pd.to_numeric(col, errors="coerce")
@@ -94,6 +123,14 @@ def check_values(
             what = ("empty value, expected a number (blank or NaN)" if np.isnan(values[pos])
                     else f"got {values[pos]}; expected a finite number")
             raise DataError(f"{row_name(df, pos, fallback)}, column {f.name!r}: {what}")
+        inexact = first_inexact(col)
+        if inexact is not None:
+            raise DataError(f"{row_name(df, inexact, fallback)}, column {f.name!r}: "
+                            f"{col.iloc[inexact]} is beyond 2**53 in magnitude, where float64 "
+                            f"does not hold every whole number; expected at most "
+                            f"{EXACT_INT:,} (a category, kind = \"categorical\", keeps it "
+                            f"exact)")
+        _check_range(df, f, values, fallback)
         low = -np.inf if f.lower is None or allow_below else f.lower
         high = np.inf if f.upper is None else f.upper
         outside = (values < low) | (values > high)
@@ -118,6 +155,23 @@ def check_values(
                      f"{_interval(f.lower, f.upper)} (on_bound_violation = 'clip')")
         log.warning("%s", notes[-1])
     return df
+
+
+def _check_range(df: pd.DataFrame, f: Feature, values: np.ndarray, fallback: str) -> None:
+    """A :class:`DataError` when the range the feature space scales ``f`` by (its bounds, else
+    the least and greatest of ``values`` ``(N,)``) is wider than float64 holds: ``upper -
+    lower`` overflows to infinity (values near +-1.7e308), and every encoded value with it."""
+    if f.transform != "none" or not values.size:
+        return
+    lo = f.lower if f.lower is not None else float(values.min())
+    hi = f.upper if f.upper is not None else float(values.max())
+    if math.isfinite(hi - lo):
+        return
+    pos = int(np.argmax(values) if f.upper is None else np.argmin(values))
+    raise DataError(f"{row_name(df, pos, fallback)}, column {f.name!r}: its range {lo:.3g} .. "
+                    f"{hi:.3g} overflows float64 (upper - lower is not a finite number); "
+                    f"expected values whose range float64 holds (leave the column out of the "
+                    f"schema)")
 
 
 def check_classes(labels: pd.Series, *, column: str, where: str, scheme: str) -> None:

@@ -1,5 +1,6 @@
 """Parquet tables as the loaders read them: a one-line error when the file is not one, lacks a
-column or has no rows; byte columns as UTF-8 text."""
+column or has no rows; byte columns as UTF-8 text. :func:`nested_columns` names the columns whose
+values are not scalars (lists, structs, maps, unions), which no feature can hold."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pyarrow as pa
 
 from advsec.errors import DataError
 
-__all__ = ["read_parquet"]
+__all__ = ["nested_columns", "read_parquet"]
 
 
 def read_parquet(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
@@ -29,6 +30,32 @@ def read_parquet(path: str | Path, *, required: Sequence[str] = ()) -> pa.Table:
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows")
     return _binary_as_text(table, path)
+
+
+def nested_columns(table: pa.Table) -> dict[str, str]:
+    """``{column: kind}`` of the columns of ``table`` whose values are not scalars: ``"list"``
+    (list, large list, fixed-size list, list view), ``"struct"``, ``"map"``, ``"union"`` (also
+    as the values of a dictionary or the storage of an extension type)."""
+    out: dict[str, str] = {}
+    for spec in table.schema:
+        kind = _nested_kind(spec.type)
+        if kind is not None:
+            out[spec.name] = kind
+    return out
+
+
+def _nested_kind(dtype: pa.DataType) -> str | None:
+    if isinstance(dtype, pa.ExtensionType):
+        dtype = dtype.storage_type
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    if pa.types.is_struct(dtype):
+        return "struct"
+    if pa.types.is_map(dtype):
+        return "map"
+    if pa.types.is_union(dtype):
+        return "union"
+    return "list" if pa.types.is_nested(dtype) else None
 
 
 def _binary_as_text(table: pa.Table, path: Path) -> pa.Table:

@@ -35,6 +35,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pyarrow as pa
@@ -65,6 +66,7 @@ __all__ = [
     "CsvTable",
     "csv_layout",
     "default_cache_dir",
+    "exact_integers",
     "find_file",
     "first_null",
     "input_stream",
@@ -147,6 +149,7 @@ class CsvTable:
         duplicates: ``{renamed: original}`` for header names that appeared more than once
             (the second ``"Fwd Header Length"`` becomes ``"Fwd Header Length.1"``).
         header: True if the file's first line was a header.
+        unnamed: 0-based positions of the header's empty cells (named ``column_<position>``).
     """
 
     table: pa.Table
@@ -154,6 +157,7 @@ class CsvTable:
     columns: list[str]
     duplicates: dict[str, str] = field(default_factory=dict)
     header: bool = True
+    unnamed: list[int] = field(default_factory=list)
 
 
 def _header_names(raw: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -195,6 +199,7 @@ class CsvLayout:
         skip: lines before the first record (the header and blank lines before it; 0 without
             a header).
         expect: the description of the expected content used in error messages.
+        unnamed: 0-based positions of the header's empty cells (named ``column_<position>``).
     """
 
     path: Path
@@ -202,6 +207,7 @@ class CsvLayout:
     duplicates: dict[str, str]
     skip: int
     expect: str
+    unnamed: list[int] = field(default_factory=list)
 
 
 def csv_layout(
@@ -252,8 +258,9 @@ def csv_layout(
                 f"{path}, row 1: expected {len(columns)} fields, got {len(raw_fields)}"
                 f"{_delimiter_hint(text, delimiter)}"
             )
+    unnamed = [i for i, name in enumerate(raw_fields) if header and not name.strip()]
     return CsvLayout(path=path, columns=columns, duplicates=duplicates,
-                     skip=line_no if header else 0, expect=expect)
+                     skip=line_no if header else 0, expect=expect, unnamed=unnamed)
 
 
 def read_csv(
@@ -267,6 +274,7 @@ def read_csv(
     quoted: bool = True,
     what: str = "",
     utf8: bool = False,
+    exact_ints: bool = False,
 ) -> CsvTable:
     """Read a CSV file (plain or gzip) with pyarrow, strictly.
 
@@ -284,6 +292,10 @@ def read_csv(
         utf8: every column read as text must be valid UTF-8 (a one-line error naming the row
             and column otherwise); by default such a column comes back as binary, for loaders
             that decode it themselves (CICIDS2017's cp1252 labels).
+        exact_ints: a column of whole numbers beyond the int64 range (up to 2**64 - 1), which
+            pyarrow reads as float64, rounding them (values near 2**64 collapse onto a few
+            floats), is read again as text and comes back as exact ``uint64``
+            (:func:`exact_integers`).
 
     Returns:
         A :class:`CsvTable`.
@@ -298,18 +310,62 @@ def read_csv(
            f"{delimiter}|{quoted}|{skip}")
     cached = _cache_load(path, key)
     if cached is not None:
-        if utf8:
-            _check_text(cached, path, skip=skip, delimiter=delimiter, quoted=quoted)
-        return CsvTable(table=cached, path=path, columns=columns, duplicates=duplicates,
-                        header=header)
-    table = _read_body(path, columns, col_types, skip=skip, delimiter=delimiter, quoted=quoted,
-                       expect=expect)
-    if table.num_rows == 0:
-        raise DataError(f"{path}: no data rows (header only); expected {expect}")
-    _cache_store(path, key, table)
+        table = cached
+    else:
+        table = _read_body(path, columns, col_types, skip=skip, delimiter=delimiter,
+                           quoted=quoted, expect=expect)
+        if table.num_rows == 0:
+            raise DataError(f"{path}: no data rows (header only); expected {expect}")
+        _cache_store(path, key, table)
     if utf8:
         _check_text(table, path, skip=skip, delimiter=delimiter, quoted=quoted)
-    return CsvTable(table=table, path=path, columns=columns, duplicates=duplicates, header=header)
+    if exact_ints:
+        table = exact_integers(table, path, skip=skip, delimiter=delimiter, quoted=quoted,
+                               typed=col_types)
+    return CsvTable(table=table, path=path, columns=columns, duplicates=duplicates, header=header,
+                    unnamed=layout.unnamed)
+
+
+_INT_TEXT = r"^\s*\+?[0-9]+\s*$"
+
+
+def exact_integers(
+    table: pa.Table, path: Path, *, skip: int, delimiter: str, quoted: bool,
+    typed: Mapping[str, pa.DataType] = MappingProxyType({}),
+) -> pa.Table:
+    """``table`` (parsed from the CSV file ``path``, ``skip`` lines before the first record)
+    with each float64 column that holds a whole number beyond 2**53 and whose text is whole
+    numbers only, all within ``uint64``, read again as text and cast to exact ``uint64``.
+    pyarrow reads integers beyond the int64 range as float64, rounding them; a column given a
+    type in ``typed`` is left as it is. Only such a column is read again (the slow path)."""
+    import pyarrow.compute as pc
+
+    suspects = [
+        spec.name for spec in table.schema
+        if spec.name not in typed and pa.types.is_float64(spec.type)
+        and _has_big_whole(table.column(spec.name))]
+    if not suspects:
+        return table
+    text = _read_body(path, table.column_names, {c: pa.string() for c in suspects}, skip=skip,
+                      delimiter=delimiter, quoted=quoted, expect="CSV rows", include=suspects)
+    for name in suspects:
+        col = text.column(name)
+        if not pc.all(pc.match_substring_regex(col, _INT_TEXT)).as_py():
+            continue  # decimals or exponents: a float column
+        try:
+            ints = pc.cast(pc.utf8_ltrim(pc.utf8_trim_whitespace(col), characters="+"),
+                           pa.uint64())
+        except pa.ArrowInvalid:
+            continue  # beyond uint64 too: a float is all there is
+        table = table.set_column(table.column_names.index(name), name, ints)
+    return table
+
+
+def _has_big_whole(col: pa.ChunkedArray) -> bool:
+    """Whether the float column ``col`` holds a whole number beyond 2**53 in magnitude."""
+    values = col.to_numpy()
+    big = np.abs(values) > 2.0**53
+    return bool(np.any(big & (np.floor(values) == values)))
 
 
 def _check_text(table: pa.Table, path: Path, *, skip: int, delimiter: str,
@@ -326,12 +382,14 @@ def _check_text(table: pa.Table, path: Path, *, skip: int, delimiter: str,
 
 def _read_body(
     path: Path, columns: list[str], col_types: Mapping[str, pa.DataType], *, skip: int,
-    delimiter: str, quoted: bool, expect: str,
+    delimiter: str, quoted: bool, expect: str, include: Sequence[str] = (),
 ) -> pa.Table:
-    """pyarrow's parse of the records after the first ``skip`` lines; the block size grows to
-    the longest line (up to :data:`MAX_LINE_BYTES`) when a record does not fit one block."""
+    """pyarrow's parse of the records after the first ``skip`` lines (only the columns
+    ``include``, where given); the block size grows to the longest line (up to
+    :data:`MAX_LINE_BYTES`) when a record does not fit one block."""
     parse_options = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False)
-    convert_options = pacsv.ConvertOptions(column_types=col_types, strings_can_be_null=False)
+    convert_options = pacsv.ConvertOptions(column_types=col_types, strings_can_be_null=False,
+                                           include_columns=list(include))
     block = _BLOCK
     while True:
         read_options = pacsv.ReadOptions(column_names=columns, skip_rows=skip, block_size=block)

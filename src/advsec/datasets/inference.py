@@ -4,10 +4,19 @@
 the bounds and the id check, see below). Every column but the label becomes a feature or is left
 out with a note (``column 'x' left out: <why>``), in this order:
 
+- **nested values**: a Parquet list, struct, map or union column (the reader leaves it out and
+  names it in ``df.attrs``), or a column of Python lists, dicts or arrays;
 - **empty**: every value is empty;
+- **a missing flag**: a boolean column with a missing value is an error naming the row (as
+  loading it is: a binary feature needs 0 or 1);
 - **numbers with a stray word** (a text column whose values are at least 90 % numbers): an error
   naming the row; a text column that holds numbers only is read as numbers;
+- **integers beyond 2**53**: an integer column (``int64``, ``uint64``) with a value whose
+  magnitude exceeds 2**53, which float64 (every feature is computed in it) does not hold exactly:
+  ``uint64`` values near 2**64 collapse onto a few floats;
 - **constant**: a single distinct value in the training rows (nothing to learn from);
+- **a range float64 cannot hold**: ``max - min`` (training and test rows) overflows float64
+  (values near +-1.7e308); the feature space's scaling would be infinite;
 - **row id**: a whole-number column whose training values are all distinct and either strictly
   monotone (increasing or decreasing: a row id, a sequence number) or a permutation-like set:
   the distinct integers cover at least 90 % of ``min..max`` (a shuffled row id). The cover is
@@ -37,16 +46,18 @@ out with a note (``column 'x' left out: <why>``), in this order:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
-from advsec.datasets._checks import SOURCE_COLUMNS, row_name
+from advsec.datasets._checks import EMPTY_FLAG, SOURCE_COLUMNS, first_inexact, row_name
 from advsec.datasets._text import shown
 from advsec.errors import ConfigError, DataError
 from advsec.features.schema import Feature, FeatureKind, FeatureSchema
 
-__all__ = ["ID_COVER", "LABEL_LIKE", "MIN_CLASS_ROWS", "cross_fit_folds", "describe_features",
-           "infer_schema", "label_score"]
+__all__ = ["ID_COVER", "LABEL_LIKE", "MIN_CLASS_ROWS", "NESTED", "cross_fit_folds",
+           "describe_features", "infer_schema", "label_score"]
 
 #: default ``label_like``: a column predicting the label this well alone is left out
 LABEL_LIKE = 0.99
@@ -54,6 +65,8 @@ LABEL_LIKE = 0.99
 ID_COVER = 0.9
 #: the label-like rule needs this many training rows of each class
 MIN_CLASS_ROWS = 10
+#: ``df.attrs`` key: ``{column: kind}`` of the nested columns a reader left out
+NESTED = "nested_columns"
 _FOLD_SEED = 0
 
 
@@ -98,6 +111,9 @@ def infer_schema(
         return True
 
     feats: list[Feature] = []
+    for name, kind in dict(df.attrs.get(NESTED, {})).items():
+        if name != label_column:
+            notes.append(f"column {name!r} left out: nested values ({kind})")
     for name in df.columns:
         if name == label_column or name in SOURCE_COLUMNS:
             continue
@@ -105,8 +121,15 @@ def infer_schema(
         if col.isna().all():
             notes.append(f"column {name!r} left out: every value is empty")
             continue
+        kind = _nested_values(col)
+        if kind is not None:
+            notes.append(f"column {name!r} left out: nested values ({kind})")
+            continue
         if pd.api.types.is_bool_dtype(col):
-            flags = col.to_numpy(dtype=bool, na_value=False)
+            if col.isna().any():
+                pos = int(np.flatnonzero(col.isna().to_numpy())[0])
+                raise DataError(f"{row_name(df, pos, where)}, column {name!r}: {EMPTY_FLAG}")
+            flags = col.to_numpy(dtype=bool)
             if not _constant(name, col, notes) and not leaks(name, flags, by_value=True):
                 feats.append(Feature(name, FeatureKind.BINARY))
             continue
@@ -127,6 +150,12 @@ def infer_schema(
                 pos = int(np.flatnonzero(col.isna().to_numpy())[0])
                 raise DataError(f"{row_name(df, pos, where)}, column {name!r}: empty value, "
                                 f"expected a number (blank or NaN)")
+            inexact = first_inexact(col)
+            if inexact is not None:
+                notes.append(f"column {name!r} left out: whole numbers beyond 2**53 "
+                             f"({col.iloc[inexact]} at {row_name(df, inexact, where)}), which "
+                             f"float64 does not hold exactly")
+                continue
             values = col.to_numpy(dtype=np.float64)
             if not np.isfinite(values).all():
                 pos = int(np.flatnonzero(~np.isfinite(values))[0])
@@ -139,6 +168,12 @@ def infer_schema(
                 extra = pd.to_numeric(also[name], errors="coerce").to_numpy(
                     dtype=np.float64, na_value=np.nan)
                 extra = extra[np.isfinite(extra)]
+            lo = min(float(values.min()), float(extra.min()) if extra.size else math.inf)
+            hi = max(float(values.max()), float(extra.max()) if extra.size else -math.inf)
+            if not math.isfinite(hi - lo):
+                notes.append(f"column {name!r} left out: its range {lo:.3g} .. {hi:.3g} "
+                             f"overflows float64 (upper - lower is not a finite number)")
+                continue
             whole = bool(np.array_equal(np.floor(values), values))
             why = _row_id(values, extra) if whole else None
             if why is not None:
@@ -164,6 +199,19 @@ def infer_schema(
         raise DataError(f"{where}: no usable feature columns besides {label_column!r}"
                         + (f" ({why})" if why else ""))
     return FeatureSchema(features=tuple(feats), label=label_column, benign_label=benign_label)
+
+
+def _nested_values(col: pd.Series) -> str | None:
+    """The kind of container (``list``, ``dict``, ...) held by the object column ``col``, or
+    ``None`` when its values are scalars (a table built in Python rather than read from a
+    file; :func:`~advsec.datasets.tabular.read_table` leaves nested Parquet columns out)."""
+    if col.dtype != object or pd.api.types.infer_dtype(col, skipna=True) not in (
+            "mixed", "mixed-integer"):
+        return None
+    found = next((v for v in col if isinstance(v, (list, tuple, dict, set, np.ndarray))), None)
+    if found is None:
+        return None
+    return "list" if isinstance(found, (list, tuple, np.ndarray)) else type(found).__name__
 
 
 def _constant(name: str, col: pd.Series, notes: list[str]) -> bool:

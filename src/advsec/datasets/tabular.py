@@ -19,7 +19,10 @@ discovered.
 
 Bad input gives one-line :class:`~advsec.errors.DataError` naming the file and the row (the
 1-based data row of the file, also after a split): a missing label column, an empty label, a
-numeric column with an empty value, an infinite value or a stray word, a value outside the bounds
+CSV header naming a column twice, a schema feature on a nested Parquet column (lists, structs:
+inference leaves those out with a note), a boolean column with a missing value, an integer beyond
+2**53 in a numeric feature, a numeric column with an empty value, an infinite value or a stray
+word, a range whose width overflows float64, a value outside the bounds
 a schema file declares (unless it says ``on_bound_violation = "clip"``), a benign label that
 never occurs, a training split with a single class, a test file without the training columns.
 A test label never seen in training is kept: under ``binary`` it is an attack, under ``attack``
@@ -46,18 +49,18 @@ from advsec.datasets._common import (
     finish,
     order_classes,
 )
-from advsec.datasets._parquet import read_parquet
+from advsec.datasets._parquet import nested_columns, read_parquet
 from advsec.datasets._readers import read_csv
 from advsec.datasets._split import split_table
 from advsec.datasets._text import check_file
 from advsec.datasets.base import Dataset, register
-from advsec.datasets.inference import LABEL_LIKE, describe_features, infer_schema
+from advsec.datasets.inference import LABEL_LIKE, NESTED, describe_features, infer_schema
 from advsec.errors import ConfigError, DataError
 from advsec.features import discovery
 from advsec.features.schema import FeatureSchema
 
-__all__ = ["FileSchema", "apply_discovery", "benign_label_of", "infer_file_schema",
-           "infer_schema", "load_tabular", "read_table", "scheme_labels"]
+__all__ = ["FileSchema", "apply_discovery", "benign_label_of", "check_nested",
+           "infer_file_schema", "infer_schema", "load_tabular", "read_table", "scheme_labels"]
 
 log = logging.getLogger(__name__)
 
@@ -66,28 +69,81 @@ SCHEMES = ("binary", "attack")
 _BENIGN_GUESSES = ("benign", "BENIGN", "Benign", "normal", "Normal", "NORMAL", "0", "False",
                    "false")
 _PARQUET = (".parquet", ".pq")
+#: ``df.attrs`` key of :func:`read_table`'s notes on the header (empty cells it named)
+HEADER_NOTES = "header_notes"
 
 
 def read_table(
     path: str | Path, *, label_column: str, delimiter: str = ","
 ) -> pd.DataFrame:
-    """A CSV (header line; plain or gzip) or Parquet file as pandas; the label column as text."""
+    """A CSV (header line; plain or gzip) or Parquet file as pandas; the label column as text.
+
+    Parquet columns of nested values (lists, structs, maps: no feature holds them) are not read;
+    ``df.attrs[NESTED]`` names them (``{column: kind}``) for inference's notes and
+    :func:`check_nested`. A nested label column is an error, and so is a CSV header naming a
+    column twice (which one would be the feature?); an empty header cell is named
+    ``column_<0-based position>`` and ``df.attrs[HEADER_NOTES]`` says so. Whole numbers beyond
+    the int64 range come back as exact ``uint64`` (:func:`~advsec.datasets._readers.read_csv`'s
+    ``exact_ints``); a boolean Parquet column with missing values as pandas ``boolean``."""
     path = Path(path).expanduser()
     check_file(path, "a CSV or Parquet table")
+    nested: dict[str, str] = {}
+    header_notes: list[str] = []
     if path.suffix.lower() in _PARQUET:
         table = read_parquet(path, required=[label_column])
+        nested = nested_columns(table)
+        if label_column in nested:
+            raise DataError(f"{path}, column {label_column!r}: nested values "
+                            f"({nested[label_column]}); expected a class name per row")
+        table = table.drop_columns(list(nested))
         columns = table.column_names
     else:
         read = read_csv(path, header=True, types={label_column: pa.string()},
                         required=[label_column], delimiter=delimiter, utf8=True,
+                        exact_ints=True,
                         what=f"a CSV table with a header and a {label_column!r} column")
         table, columns = read.table, read.columns
+        if read.duplicates:
+            _check_unique(path, [read.duplicates.get(c, c) for c in columns])
+        header_notes = [f"{path}, header: column {i + 1} has no name; it is called "
+                        f"{columns[i]!r}" for i in read.unnamed]
+        for note in header_notes:
+            log.warning("%s", note)
     df = table.to_pandas()
     df.columns = list(columns)
+    for spec, name in zip(table.schema, columns, strict=True):
+        if pa.types.is_boolean(spec.type) and table.column(spec.name).null_count:
+            df[name] = df[name].astype("boolean")  # not object: a missing flag stays missing
     check_labels(df, label_column, fallback=str(path))
     df[label_column] = df[label_column].astype("string").str.strip()
     df.attrs["path"] = str(path)
+    df.attrs[NESTED] = nested
+    df.attrs[HEADER_NOTES] = header_notes
     return df
+
+
+def _check_unique(path: Path, columns: list[str]) -> None:
+    """A one-line :class:`DataError` naming the file and the first column name that appears
+    more than once in ``columns`` (a duplicated column is ambiguous: which one is the
+    feature?)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(columns, start=1):
+        if name in seen:
+            raise DataError(f"{path}, header: column name {name!r} appears more than once "
+                            f"(columns {seen[name]} and {i}); expected each name once: rename "
+                            f"or remove the duplicate")
+        seen[name] = i
+
+
+def check_nested(df: pd.DataFrame, schema: FeatureSchema) -> None:
+    """A one-line :class:`DataError` naming the file and the column when ``schema`` has a feature
+    whose column of ``df`` held nested values (:data:`NESTED`; such columns are not read)."""
+    nested = df.attrs.get(NESTED, {})
+    name = next((n for n in schema.names if n in nested), None)
+    if name is not None:
+        raise DataError(f"{df.attrs.get('path', 'table')}, column {name!r}: nested values "
+                        f"({nested[name]}); a feature holds one number or one category per "
+                        f"row: leave the column out of the schema")
 
 
 def scheme_labels(values: np.ndarray, *, scheme: str, benign: str) -> np.ndarray:
@@ -212,8 +268,8 @@ def infer_file_schema(
     """Read ``path`` (:func:`read_table`) and infer the schema of all its rows (no split:
     bounds, value sets and relations describe the whole file), then discover its constraints
     (unless ``discover`` is false). One-line DataError/ConfigError on bad input."""
-    notes: list[str] = []
     df = read_table(path, label_column=label_column, delimiter=delimiter)
+    notes: list[str] = list(df.attrs[HEADER_NOTES])
     benign = benign_label_of(df, label_column=label_column, benign_label=benign_label,
                              notes=notes)
     schema = infer_schema(df, label_column=label_column, benign_label=benign,
@@ -278,6 +334,7 @@ def load_tabular(
     where = str(train_df.attrs["path"])
     tag_source(train_df, where)
     notes.append(f"file {where}")
+    notes += train_df.attrs[HEADER_NOTES]
     benign = benign_label_of(train_df, label_column=label_column, benign_label=benign_label,
                              notes=notes)
     labels = train_df[label_column]
@@ -291,6 +348,7 @@ def load_tabular(
         test_df = read_table(test_path, label_column=label_column, delimiter=delimiter)
         tag_source(test_df, test_df.attrs["path"])
         notes.append(f"test file {test_df.attrs['path']}")
+        notes += test_df.attrs[HEADER_NOTES]
         if drop_duplicates:
             test_df = drop_duplicate_rows(test_df, _data_columns(test_df), split="test file",
                                           notes=notes)
@@ -301,8 +359,9 @@ def load_tabular(
         train_df.attrs.update(attrs)
         notes.append(f"split: test_size={test_size}, seed={seed}, stratified on {label_column!r}")
     if schema_file is not None and _has_feature_list(schema_file):
-        schema = FeatureSchema.from_file(schema_file, columns=list(train_df.columns),
-                                         replaces=True)
+        schema = FeatureSchema.from_file(schema_file, replaces=True, columns=[
+            *train_df.columns, *train_df.attrs.get(NESTED, {})])
+        check_nested(train_df, schema)
     else:
         schema = infer_schema(train_df, label_column=label_column, benign_label=benign,
                               max_categories=max_categories, notes=notes, also=test_df)
@@ -314,6 +373,7 @@ def load_tabular(
     # the scheme's labels go in a column of their own: "label" unless a feature has that name
     lab = _free_name(LABEL, train_df, test_df) if label_column != LABEL else LABEL
     schema = replace(schema, label=lab, benign_label=benign)
+    check_nested(test_df, schema)
     missing = [c for c in [*schema.names, label_column] if c not in test_df.columns]
     if missing:
         raise DataError(f"{test_df.attrs.get('path', 'test table')}: no column {missing[0]!r} "

@@ -12,7 +12,8 @@ Top level:
 
 - ``features``: list of feature tables (the complete, ordered schema), or absent to change the
   dataset's built-in schema with ``override`` / ``drop``.
-- ``override``: ``{feature name: table}`` of fields to change; ``drop``: list of feature names.
+- ``override``: ``{feature name: table}`` of fields to change (not its ``name``: an override
+  cannot rename a feature); ``drop``: list of feature names.
 - ``relations`` (replace) / ``add_relations`` (append): lists of relation tables
   (:mod:`advsec.features.constraints`).
 - ``label``, ``benign_label``: strings (``benign_label`` may be an integer); ``description``.
@@ -20,9 +21,11 @@ Top level:
   not set its own in this file.
 
 A feature table: ``name`` (string, required), ``kind`` (``continuous``, ``integer``, ``binary``,
-``categorical``; required), ``lower`` / ``upper`` (finite numbers, ``lower <= upper``; binary
-features are always [0, 1]), ``mutable`` (boolean), ``transform`` (``"none"``, ``"log1p"``,
-which needs ``lower >= 0``), ``categories`` (list of labels, categorical only), ``description``
+``categorical``; required), ``lower`` / ``upper`` (finite numbers, ``lower <= upper``, and
+``upper - lower`` finite in float64; binary features are always [0, 1]: other bounds are an
+error), ``mutable`` (boolean), ``transform`` (``"none"``, ``"log1p"``, which needs
+``lower >= 0``), ``categories`` (a non-empty list of distinct labels, categorical only; labels
+are compared as text, so ``1`` and ``"1"`` are the same), ``description``
 (string), ``on_bound_violation``, ``direction`` (``"any"``, ``"increase"``, ``"decrease"``:
 the attacker action model, numeric features only) and ``values`` (the allowed values of a
 numeric feature: a list of numbers, or ``"observed"`` for the training split's).
@@ -88,6 +91,16 @@ def type_name(value: object) -> str:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _first_repeat(items: Sequence[str]) -> str | None:
+    """The first item of ``items`` that an earlier one equals, or None."""
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
 
 
 @dataclass(frozen=True)
@@ -168,13 +181,28 @@ class Feature:
             raise SchemaError(
                 f"feature {self.name!r}: lower bound {self.lower} exceeds upper bound {self.upper}"
             )
+        if (self.lower is not None and self.upper is not None
+                and not math.isfinite(self.upper - self.lower)):
+            raise SchemaError(
+                f"feature {self.name!r}: its range {self.lower:.3g} .. {self.upper:.3g} "
+                f"overflows float64 (upper - lower is not a finite number); expected bounds "
+                f"whose difference float64 holds")
         if self.transform == "log1p" and (self.lower is None or self.lower < 0):
             raise SchemaError(f"feature {self.name!r}: log1p needs a lower bound >= 0")
         if kind is FeatureKind.CATEGORICAL:
             if self.transform != "none":
                 raise SchemaError(f"feature {self.name!r}: categorical features take no transform")
             if self.categories is not None:
-                object.__setattr__(self, "categories", tuple(str(c) for c in self.categories))
+                cats = tuple(str(c) for c in self.categories)
+                if not cats:
+                    raise SchemaError(f"feature {self.name!r}: categories is empty; expected "
+                                      f"the labels, or no categories key (the training split's "
+                                      f"labels are used)")
+                twice = _first_repeat(cats)
+                if twice is not None:
+                    raise SchemaError(f"feature {self.name!r}: category {twice!r} is listed "
+                                      f"twice in categories; expected each label once")
+                object.__setattr__(self, "categories", cats)
         elif self.categories is not None:
             raise SchemaError(f"feature {self.name!r}: only categorical features have categories")
 
@@ -245,6 +273,13 @@ class Feature:
             if key in data and not isinstance(data[key], types):
                 raise SchemaError(f"feature {name!r}: {key} must be {what}, got "
                                   f"{type_name(data[key])}")
+        if data["kind"] == FeatureKind.BINARY.value:
+            for bound, value in (("lower", 0), ("upper", 1)):
+                given = data.get(bound)
+                if given is not None and (not _is_number(given) or given != value):
+                    raise SchemaError(f"feature {name!r}: {bound} = {given!r}, but a binary "
+                                      f"feature's bounds are always [0, 1]; expected {bound} "
+                                      f"= {value} or no {bound} key")
         cats = data.get("categories")
         if cats is not None and (not isinstance(cats, (list, tuple)) or not all(
                 isinstance(c, (str, int)) and not isinstance(c, bool) for c in cats)):
@@ -336,7 +371,17 @@ class FeatureSchema:
         feats = []
         for f in self.features:
             if f.name in overrides:
-                data = {**f.to_dict(), **dict(overrides[f.name]), "name": f.name}
+                fields = dict(overrides[f.name])
+                if "name" in fields and fields["name"] != f.name:
+                    raise SchemaError(
+                        f"override.{f.name}.name: an override cannot rename a feature (got "
+                        f"{type_name(fields['name'])}); the feature is the column of its name: "
+                        f"drop it and list the other column under features instead")
+                base = f.to_dict()
+                if fields.get("kind") == FeatureKind.BINARY.value:
+                    base.pop("lower", None)  # a binary feature's bounds are [0, 1]
+                    base.pop("upper", None)
+                data = {**base, **fields, "name": f.name}
                 feats.append(Feature.from_dict(data))
             else:
                 feats.append(f)

@@ -20,6 +20,8 @@ from advsec.features.schema import (
 
 __all__ = ["read_schema_file", "schema_from_file"]
 
+_BOM = b"\xef\xbb\xbf"
+
 
 def schema_from_file(
     path: str | Path,
@@ -138,7 +140,8 @@ def _from_file_data(data: Mapping[str, Any], base: FeatureSchema | None) -> Feat
 
 
 def read_schema_file(path: str | Path) -> dict[str, Any]:
-    """The dictionary stored in a TOML or YAML schema file (one-line :class:`SchemaError`)."""
+    """The dictionary stored in a TOML or YAML schema file (one-line :class:`SchemaError`); a
+    leading UTF-8 byte-order mark is skipped."""
     path = Path(path)
     if path.is_dir():
         raise SchemaError(f"{path}: is a directory, expected a schema file (.toml, .yaml)")
@@ -151,8 +154,9 @@ def read_schema_file(path: str | Path) -> dict[str, Any]:
                 import tomllib
             else:  # pragma: no cover - Python 3.10
                 import tomli as tomllib
-            with path.open("rb") as fh:
-                data = tomllib.load(fh)
+            raw = path.read_bytes()
+            # a UTF-8 byte-order mark (some editors write one) is not part of the TOML text
+            data = tomllib.loads(raw.removeprefix(_BOM).decode("utf-8"))
         elif suffix in (".yaml", ".yml"):
             try:
                 import yaml  # type: ignore[import-untyped]
@@ -160,7 +164,7 @@ def read_schema_file(path: str | Path) -> dict[str, Any]:
                 raise SchemaError(
                     f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write TOML"
                 ) from None
-            with path.open("r", encoding="utf-8") as fh:
+            with path.open("r", encoding="utf-8-sig") as fh:
                 data = yaml.safe_load(fh)
         else:
             raise SchemaError(f"{path}: schema files must end in .toml, .yaml or .yml")
