@@ -127,18 +127,17 @@ class BoostedTrees(ProbaModel):
     def load(cls, path: str | Path) -> BoostedTrees:
         """Read a :meth:`save` pair; a one-line DataError naming the file and key for anything
         malformed, a ConfigError naming the extra when the library is missing."""
-        from advsec.models.io import read_attachments, read_json_model
+        from advsec.models.io import check_classes, read_attachments, read_json_model
 
         meta_path, _ = _paths(Path(path), "xgboost")
         meta = read_json_model(meta_path, FORMAT, what="an advsec booster file")
-        kind, d, classes = meta.get("kind"), meta.get("n_features"), meta.get("classes")
-        if kind not in KINDS:
+        kind, d = meta.get("kind"), meta.get("n_features")
+        if not isinstance(kind, str) or kind not in KINDS:
             raise DataError(f"{meta_path}, key 'kind': expected one of {', '.join(KINDS)}, "
                             f"got {kind!r}")
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise DataError(f"{meta_path}, key 'n_features': expected an integer >= 1")
-        if not isinstance(classes, list) or len(classes) < 2:
-            raise DataError(f"{meta_path}, key 'classes': expected a list of at least 2 labels")
+        classes = check_classes(meta.get("classes"), meta_path)
         name = meta.get("booster")
         if not isinstance(name, str) or Path(name).name != name or not name.endswith(
                 KINDS[kind][1]):
@@ -148,11 +147,13 @@ class BoostedTrees(ProbaModel):
         if not native.is_file():
             raise DataError(f"{native}: the {kind} model file named by {meta_path} is missing")
         lib = require(kind)
+        # the libraries' parsers trust their files: a truncated one can crash the process
+        (_check_xgboost_json if kind == "xgboost" else _check_lightgbm_text)(native)
         try:
             booster = lib.Booster(model_file=str(native))
         except Exception as exc:  # the libraries raise their own error types
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-            raise DataError(f"{native}: not a readable {kind} model ({first})") from None
+            raise DataError(f"{native}: not a readable {kind} model ({_native_line(exc)})"
+                            ) from None
         width = booster.num_features() if kind == "xgboost" else booster.num_feature()
         if width != d:
             raise DataError(f"{native}: the {kind} model takes {width} inputs, but "
@@ -170,3 +171,72 @@ def _paths(path: Path, kind: str) -> tuple[Path, Path]:
     """``(PATH.json, PATH<native suffix>)`` of a model path prefix (``.json`` dropped)."""
     stem = path.name[:-5] if path.name.endswith(".json") else path.name
     return path.with_name(stem + ".json"), path.with_name(stem + KINDS[kind][1])
+
+
+def _read_native(native: Path) -> bytes:
+    try:
+        return native.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{native}: cannot read the model file ({exc.strerror or exc})") from None
+
+
+def _check_xgboost_json(native: Path) -> None:
+    """A one-line DataError unless ``native`` holds a complete JSON object with XGBoost's
+    ``learner`` object (a truncated file is refused before XGBoost parses it)."""
+    try:
+        model = json.loads(_read_native(native).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{native}: not a readable xgboost model (not complete JSON: {first}; "
+                        f"truncated?)") from None
+    if not isinstance(model, dict) or not isinstance(model.get("learner"), dict):
+        raise DataError(f"{native}: not a readable xgboost model (expected XGBoost's JSON, "
+                        f"an object with a 'learner' object)")
+
+
+def _check_lightgbm_text(native: Path) -> None:
+    """A one-line DataError unless ``native`` is a complete LightGBM text model: a header, the
+    trees (each ``Tree=i`` block at the byte offset its ``tree_sizes`` says), ``end of trees``
+    and, when there is a ``parameters:`` section, ``end of parameters``. LightGBM's parser
+    reads a truncated file out of bounds (a segfault), so it only gets complete ones."""
+    text = _read_native(native)
+
+    def bad(why: str) -> DataError:
+        return DataError(f"{native}: not a readable lightgbm model ({why}: truncated or "
+                         f"edited?)")
+
+    first_tree = text.find(b"\nTree=")
+    if first_tree < 0:
+        raise bad("no 'Tree=' block")
+    start = first_tree + 1
+    header = text[:start].splitlines()
+    sizes_line = next((line for line in header if line.startswith(b"tree_sizes=")), None)
+    if sizes_line is not None:
+        try:
+            sizes = [int(v) for v in sizes_line[len(b"tree_sizes="):].split()]
+        except ValueError:
+            raise bad("its 'tree_sizes' are not integers") from None
+        at = start
+        for i, size in enumerate(sizes):
+            tag = b"Tree=%d" % i
+            if (size <= 0 or at + size > len(text) or not text.startswith(tag, at)
+                    or text[at + len(tag):at + len(tag) + 1] not in (b"\n", b"\r")):
+                raise bad(f"tree {i} of the {len(sizes)} its 'tree_sizes' declare is missing "
+                          f"or cut short")
+            at += size
+        end = at if text.startswith(b"end of trees", at) else -1
+    else:
+        found = text.find(b"\nend of trees", start)
+        end = found + 1 if found >= 0 else -1
+    if end < 0:
+        raise bad("no 'end of trees' after the trees")
+    params = text.find(b"\nparameters:", end)
+    if params >= 0 and text.find(b"\nend of parameters", params) < 0:
+        raise bad("no 'end of parameters' after its parameters")
+
+
+def _native_line(exc: BaseException) -> str:
+    """The first line of a library's error message, without its native stack trace."""
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("[bt]", "Stack trace"))]
+    return lines[0] if lines else type(exc).__name__

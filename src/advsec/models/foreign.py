@@ -44,6 +44,8 @@ BATCH_SIZE = 8192
 #: the floor of probabilities before their log (a network that outputs probabilities)
 MIN_PROBA = 1e-12
 _OUTPUTS = ("proba", "logits", "labels")
+#: what the scores of each output are called in messages
+_WHAT = {"proba": "probabilities", "logits": "logits", "labels": "class indices"}
 
 
 class ForeignModel:
@@ -147,7 +149,8 @@ class ForeignModel:
             bad = int((~finite).sum())
             raise DataError(f"the model returned NaN or infinite scores for {bad} of {n} "
                             f"records (first: record {int(torch.nonzero(~finite)[0, 0]) + 1} of "
-                            f"the batch); advsec needs finite {self.output} to score records")
+                            f"the batch); advsec needs finite {_WHAT[self.output]} to score "
+                            f"records")
         return torch.softmax(t, dim=1) if self.output == "logits" else t
 
     def __repr__(self) -> str:
@@ -219,7 +222,8 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 
 
 def class_names(model_classes: Sequence[object], *, benign: object | None, benign_label: str,
-                attack_label: str = "attack") -> list[str]:
+                attack_label: str = "attack", ask: str = "pass benign=<the benign class>"
+                ) -> list[str]:
     """advsec's label names (binary scheme) for a model's own classes, in the same order.
 
     The model's benign class becomes ``benign_label`` (the data's benign label); the others
@@ -227,7 +231,8 @@ def class_names(model_classes: Sequence[object], *, benign: object | None, benig
     ``"malicious"``) when there are exactly two classes, else keep their names (``str``).
     Which class is benign: ``benign`` when given (matched as is, else by its ``str``); with
     ``benign=None``, class 0 of classes ``[0, 1]`` or ``[False, True]``, or the class already
-    named ``benign_label``; otherwise a one-line :class:`ConfigError` asks for ``benign=``.
+    named ``benign_label``; otherwise a one-line :class:`ConfigError` asks for ``benign=``
+    (``ask``: what the message tells the caller to pass, e.g. a command-line option).
 
     Example:
         >>> class_names([0, 1], benign=None, benign_label="benign")
@@ -246,7 +251,7 @@ def class_names(model_classes: Sequence[object], *, benign: object | None, benig
             at = [str(c) for c in classes].index(benign_label)
         else:
             raise ConfigError(f"cannot tell which of the model's classes {shown} is benign: "
-                              f"pass benign=<the benign class>")
+                              f"{ask}")
     else:
         same = [i for i, c in enumerate(classes) if _equal(c, benign)]
         same = same or [i for i, c in enumerate(classes) if str(c) == str(benign)]

@@ -169,6 +169,10 @@ def load_model(path: str | Path, *, device: str = "cpu") -> Any:
         raise DataError(f"{path}: an ONNX model; load it with advsec.models.onnx_model."
                         f"load_onnx(path, space=...) or `advsec attack --model {path} --data ...`")
     weights, meta_path = split_model_path(path)
+    given = Path(path)
+    if given.is_file() and not weights.exists() and not meta_path.exists():
+        raise DataError(_not_advsec(given, "advsec writes PREFIX.json, plus PREFIX.safetensors "
+                                           "for an MLP"))
     if meta_path.is_file() and not weights.exists():
         try:
             head = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -179,7 +183,18 @@ def load_model(path: str | Path, *, device: str = "cpu") -> Any:
             return TreeEnsemble.load(meta_path)
         if fmt == BOOSTER:
             return BoostedTrees.load(meta_path)
+        if isinstance(head, dict) and fmt != FORMAT:
+            native = isinstance(head.get("learner"), dict)
+            raise DataError(_not_advsec(meta_path, "it looks like XGBoost's own JSON model"
+                                        if native else f"its 'format' is {fmt!r}"))
     return load_detector(path, device=device)
+
+
+def _not_advsec(path: Path, why: str) -> str:
+    """The message for a model file advsec did not write (one line)."""
+    return (f"{path}: not an advsec model file ({why}); attack a model trained elsewhere with "
+            f"advsec.models.wrap(model, space=...) in Python, or export it to ONNX for "
+            f"`advsec attack --model FILE.onnx` (README: Attack your own model)")
 
 
 def read_json_model(path: Path, fmt: str, *, what: str) -> dict[str, Any]:
@@ -206,6 +221,7 @@ def read_attachments(meta: dict[str, Any], path: Path, *,
     if meta.get("feature_space") is not None:
         from advsec.features.space import FeatureSpace
 
+        _check_space(path, meta["feature_space"])
         try:
             space = FeatureSpace.from_dict(meta["feature_space"])
         except Exception as exc:  # any malformed space is the file's fault
@@ -218,6 +234,19 @@ def read_attachments(meta: dict[str, Any], path: Path, *,
     if data is not None:
         check_data_record(data, where=f"{path}, key 'data'")
     return space, data
+
+
+def check_classes(classes: object, path: Path) -> list[Any]:
+    """``classes``, the ``classes`` key of the model file ``path``: a list of at least 2
+    distinct labels (strings or numbers); a one-line :class:`DataError` naming the file and the
+    key otherwise."""
+    if not isinstance(classes, list) or len(classes) < 2 or not all(
+            isinstance(c, (str, int, float)) for c in classes):
+        raise _fail(path, "classes", "a list of at least 2 labels (strings or numbers)",
+                    classes)
+    if len({(type(c), c) for c in classes}) != len(classes):
+        raise _fail(path, "classes", "distinct labels", classes)
+    return classes
 
 
 def load_data_options(path: str | Path) -> dict[str, Any] | None:
@@ -383,11 +412,23 @@ def _check_params(meta_path: Path, params: object) -> None:
 
 
 def _check_space(meta_path: Path, fs: object) -> None:
+    """A one-line DataError naming the key unless ``fs`` (a model file's ``feature_space``)
+    has the keys :meth:`FeatureSpace.from_dict` reads: ``lo`` and ``span`` numbers for every
+    numeric feature, ``categories`` lists for the categorical ones, ``decimals`` integers."""
+    from advsec.features.codec import MAX_DECIMALS
+
     if not isinstance(fs, dict):
         raise _fail(meta_path, "feature_space", "an object or null", fs)
     for key in ("schema", "lo", "span", "categories"):
         if not isinstance(fs.get(key), dict):
             raise _fail(meta_path, f"feature_space.{key}", "an object", fs.get(key))
+    decimals = fs.get("decimals", {})
+    if not isinstance(decimals, dict):
+        raise _fail(meta_path, "feature_space.decimals", "an object", decimals)
+    for name, places in decimals.items():
+        if not (_is_int(places, 0) and places <= MAX_DECIMALS):
+            raise _fail(meta_path, f"feature_space.decimals.{name}",
+                        f"an integer 0..{MAX_DECIMALS}", places)
     schema = fs["schema"]
     features = schema.get("features")
     if not isinstance(features, list) or not all(

@@ -308,7 +308,10 @@ def _class_names(path: Path, graph: list[object] | None, classes: Sequence[str] 
         if len(graph) != width:
             raise DataError(f"{path}: the graph names {len(graph)} classes but its scores "
                             f"have {width} columns")
-        return class_names(graph, benign=benign, benign_label=benign_label)
+        return class_names(graph, benign=benign, benign_label=benign_label,
+                           ask=f"pass --classes NAME,NAME,...: advsec's label of each of the "
+                               f"{width} score columns, in order (in Python: benign=<the benign "
+                               f"class>)")
     if width != 2:
         raise ConfigError(f"{path} gives {width} score columns and names no classes: pass "
                           f"--classes (one name per column, in order)")

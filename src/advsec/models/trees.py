@@ -229,15 +229,14 @@ class TreeEnsemble(ProbaModel):
 
     @classmethod
     def _from_meta(cls, meta: dict[str, Any], p: Path) -> TreeEnsemble:
-        from advsec.models.io import read_attachments
+        from advsec.models.io import check_classes, read_attachments
 
-        d, classes = meta.get("n_features"), meta.get("classes")
+        d = meta.get("n_features")
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise DataError(f"{p}, key 'n_features': expected an integer >= 1")
-        if not isinstance(classes, list) or len(classes) < 2:
-            raise DataError(f"{p}, key 'classes': expected a list of at least 2 labels")
+        classes = check_classes(meta.get("classes"), p)
         kind = meta.get("kind", "random_forest")
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise DataError(f"{p}, key 'kind': expected one of {', '.join(KINDS)}, got {kind!r}")
         if meta.get("aggregate", KINDS[kind]) != KINDS[kind]:
             raise DataError(f"{p}, key 'aggregate': a {kind} ensemble aggregates by "

@@ -13,10 +13,10 @@ Attacks work on a fitted :class:`~advsec.features.space.FeatureSpace`'s encoded 
 What comes back: an ``nn.Module`` gives a white-box
 :class:`~advsec.models.foreign.ForeignNetwork` (every attack); an object with ``predict_proba``
 (scikit-learn estimator or Pipeline, XGBoost, LightGBM) a score-based
-:class:`~advsec.models.foreign.ForeignModel`; an object with only ``predict``, or a callable
-returning labels, a decision-only one. The model is called on a few records at once, so a
-wrong ``inputs``, column count or class list is a one-line :class:`ConfigError` here, not deep
-inside an attack.
+:class:`~advsec.models.foreign.ForeignModel`; an object with only ``predict`` (unless
+``output`` says it returns scores), or a callable returning labels, a decision-only one. The
+model is called on a few records at once, so a wrong ``inputs``, column count or class list is
+a one-line :class:`ConfigError` here, not deep inside an attack.
 
 Shapes: ``N`` records, ``D`` encoded columns, ``F`` schema features, ``C`` classes.
 """
@@ -45,6 +45,8 @@ __all__ = ["INPUTS", "wrap"]
 INPUTS = ("raw", "encoded", "table")
 _OUTPUTS = ("auto", "logits", "proba", "labels")
 _SAMPLE_ROWS = 4
+#: made-up valid records a network's outputs are also read on, to tell probabilities from logits
+_PROBE_ROWS = 16
 
 
 def wrap(model: Any, *, space: FeatureSpace, inputs: str = "raw", benign: object | None = None,
@@ -72,7 +74,14 @@ def wrap(model: Any, *, space: FeatureSpace, inputs: str = "raw", benign: object
         model_classes: the model's own classes, in its output order, when it has no
             ``classes_`` (default ``[0, 1]``): what a label model's predictions are.
         output: ``"auto"``, or what the model returns: ``"logits"``, ``"proba"``, or
-            ``"labels"`` (use ``predict``: a decision-only model).
+            ``"labels"`` (use ``predict``: a decision-only model). ``"auto"`` reads the
+            outputs: probabilities when they are all in [0, 1] and, for 2+ columns, each row
+            sums to 1 (one column in [0, 1]: the probability of class 1), else logits; a
+            network ending in ``nn.Softmax`` / ``nn.Sigmoid`` gives probabilities, and a
+            network's outputs are read on the sample records and 16 seeded random valid
+            ones. An object with only ``predict`` gives labels unless ``output`` is
+            ``"proba"`` or ``"logits"`` (e.g. a LightGBM ``Booster``, whose ``predict``
+            returns probabilities).
         sample: a few raw records (the schema's columns) to check the model on; by default
             two made-up valid records (every feature at its lowest value, at its highest).
 
@@ -83,6 +92,7 @@ def wrap(model: Any, *, space: FeatureSpace, inputs: str = "raw", benign: object
         raise ConfigError(f"inputs={inputs!r}: expected one of {', '.join(INPUTS)}")
     if output not in _OUTPUTS:
         raise ConfigError(f"output={output!r}: expected one of {', '.join(_OUTPUTS)}")
+    _check_space(space)
     x0 = _sample(space, sample)
     names = dict(benign=benign, benign_label=benign_label, attack_label=attack_label)
     if isinstance(model, nn.Module):
@@ -90,8 +100,9 @@ def wrap(model: Any, *, space: FeatureSpace, inputs: str = "raw", benign: object
                         own=model_classes, output=output, x0=x0)
     feed = _feeder(space, inputs, model)
     kind = _kind(model)
-    labels_only = output == "labels" or (not hasattr(model, "predict_proba")
-                                         and hasattr(model, "predict"))
+    # an object with only predict gives labels, unless output says it returns scores
+    labels_only = output == "labels" or (output == "auto" and hasattr(model, "predict")
+                                         and not hasattr(model, "predict_proba"))
     if hasattr(model, "predict_proba") and not labels_only:
         if output not in ("auto", "proba"):
             raise ConfigError(f"output={output!r}: predict_proba gives probabilities; use "
@@ -106,6 +117,8 @@ def wrap(model: Any, *, space: FeatureSpace, inputs: str = "raw", benign: object
                           f"object with predict_proba or predict, or a callable")
     _check_width(model, space, inputs)
     first = _call(call, feed(x0), inputs=inputs, space=space)
+    _check_first(first, len(x0), scores=not labels_only and (first.ndim == 2
+                                                             or output != "auto"))
     own = getattr(model, "classes_", None)
     own = list(own) if own is not None else (list(model_classes) if model_classes is not None
                                             else None)
@@ -142,15 +155,13 @@ def _network(module: nn.Module, *, space: FeatureSpace, inputs: str,
                           "feature values) or 'encoded'")
     if output == "labels":
         raise ConfigError("output='labels': a network gives 'logits' or 'proba'")
-    leaves = [m for m in module.modules() if not list(m.children())]
-    last = leaves[-1] if leaves else module
-    out = output if output != "auto" else (
-        "proba" if isinstance(last, nn.Softmax | nn.Sigmoid) else "logits")
     net: nn.Module = nn.Sequential(RawInputs(space), module) if inputs == "raw" else module
     first = _try_module(net, module, x0, space=space, inputs=inputs)
     if first.ndim != 2:
         raise ConfigError(f"the network returned shape {tuple(first.shape)} for "
                           f"{len(x0)} records; expected (N, C) scores")
+    out = output if output != "auto" else _network_output(net, module, first, space=space,
+                                                          inputs=inputs)
     if first.shape[1] == 1:
         net = nn.Sequential(net, TwoColumns(proba=out == "proba"))
     width = max(2, first.shape[1])
@@ -159,6 +170,40 @@ def _network(module: nn.Module, *, space: FeatureSpace, inputs: str,
     wrapped = ForeignNetwork(net, space=space, classes=labels, kind="torch", output=out)
     _check_call(wrapped, x0, inputs)
     return wrapped
+
+
+def _network_output(net: nn.Module, module: nn.Module, first: torch.Tensor, *,
+                    space: FeatureSpace, inputs: str) -> str:
+    """``"proba"`` or ``"logits"``: what the network gives (``output="auto"``).
+
+    Probabilities when its last module is ``nn.Softmax`` / ``nn.Sigmoid``; otherwise (e.g.
+    ``torch.sigmoid`` called in ``forward``) by its outputs, as :func:`_guess` reads them, on
+    the sample records ``first`` and :data:`_PROBE_ROWS` seeded random valid records (the
+    rows that fail or give NaN are left out)."""
+    leaves = [m for m in module.modules() if not list(m.children())]
+    last = leaves[-1] if leaves else module
+    if isinstance(last, nn.Softmax | nn.Sigmoid):
+        return "proba"
+    try:
+        more = _try_module(net, module, _probe_rows(space), space=space, inputs=inputs)
+    except AdvsecError:  # the network fails on made-up records: judge by the samples alone
+        more = first[:0]
+    seen = torch.cat([first, more]) if more.shape[1:] == first.shape[1:] else first
+    seen = seen[torch.isfinite(seen).all(dim=1)]
+    return _guess(seen.double().numpy()) if len(seen) else "logits"
+
+
+def _probe_rows(space: FeatureSpace) -> torch.Tensor:
+    """:data:`_PROBE_ROWS` valid encoded records ``(n, D)``, the same for every call: numeric
+    columns uniform in [0, 1], each categorical block one-hot on a seen category."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand((_PROBE_ROWS, space.n_features_out), generator=gen)
+    for f, a, b in space.blocks_:
+        if f.kind is FeatureKind.CATEGORICAL:
+            seen = max(1, b - a - 1)  # the last slot is <other>
+            pick = torch.randint(0, seen, (_PROBE_ROWS,), generator=gen)
+            x[:, a:b] = nn.functional.one_hot(pick, b - a).to(x.dtype)
+    return x
 
 
 class TwoColumns(nn.Module):
@@ -249,6 +294,38 @@ def _call(call: Callable[[Any], Any], data: Any, *, inputs: str,
     except Exception as exc:  # the model's own error on valid records: a mismatch
         raise ConfigError(f"the model fails on the space's {_what(space, inputs)}: "
                           f"{type(exc).__name__}: {_line(exc)}") from None
+
+
+def _check_space(space: object) -> None:
+    """A one-line ConfigError unless ``space`` is a fitted FeatureSpace."""
+    from advsec.features.space import FeatureSpace
+
+    if not isinstance(space, FeatureSpace):
+        raise ConfigError(f"space: expected a fitted FeatureSpace, got {type(space).__name__}")
+    if not hasattr(space, "columns_"):
+        raise ConfigError("space: the FeatureSpace is not fitted yet; call "
+                          "space.fit(records) first")
+
+
+def _check_first(first: np.ndarray, n: int, *, scores: bool) -> None:
+    """A one-line ConfigError unless the model's output ``first`` on ``n`` records is ``(n,)``
+    labels or ``(n, C)`` scores (numbers, when ``scores``)."""
+    if first.ndim == 0:
+        got = "None" if first.dtype == object and first.item() is None else (
+            f"one value ({_plain(first.item())!r})")
+        raise ConfigError(f"the model returned {got} for {n} records; expected ({n},) labels "
+                          f"or ({n}, C) scores, one row per record")
+    if first.ndim > 2 or first.shape[0] != n or (first.ndim == 2 and first.shape[1] == 0):
+        raise ConfigError(f"the model returned shape {first.shape} for {n} records; expected "
+                          f"({n},) labels or ({n}, C) scores, one row per record")
+    if scores and first.dtype.kind not in "biuf":
+        raise ConfigError(f"the model returned {first.dtype} values of shape {first.shape}: "
+                          f"expected numeric scores (or output='labels' for class labels)")
+    if scores and not np.isfinite(first).all():
+        bad = int((~np.isfinite(first.reshape(n, -1))).any(axis=1).sum())
+        raise ConfigError(f"the model returned NaN or infinite scores for {bad} of the {n} "
+                          f"sample records; advsec needs finite scores (probabilities or "
+                          f"logits)")
 
 
 def _check_call(wrapped: ForeignModel, x0: torch.Tensor, inputs: str) -> None:
