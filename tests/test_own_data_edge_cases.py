@@ -343,3 +343,31 @@ def test_a_plain_table_loads_as_before(tmp_path):
     assert not any("left out" in n or "header" in n for n in ds.notes)
     space: Any = FeatureSpace(ds.schema).fit(ds.train)
     assert space.encode(ds.test).shape[0] == len(ds.test)
+
+
+def test_training_rows_that_break_a_kind_or_value_set_are_named_by_their_file_row(
+        tmp_path: Path) -> None:
+    from advsec.datasets import load
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"n": rng.integers(0, 5, 80).astype(float), "x": rng.random(80),
+                       "label": ["benign", "attack"] * 40})
+    df.loc[[10, 50], "n"] = [2.5, 9.0]  # a fraction, a value outside the set below
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    kinds = tmp_path / "kinds.toml"
+    kinds.write_text('[override.n]\nkind = "integer"\n')
+    with pytest.raises(DataError, match=r"t.csv, row 11, column 'n': 2.5 is not a whole "
+                                        r"number; the schema says kind = \"integer\""):
+        load("tabular", path=str(path), schema_file=str(kinds), test_path=str(path))
+    df.loc[10, "n"] = 2.0
+    df.to_csv(path, index=False)
+    sets = tmp_path / "sets.toml"
+    sets.write_text('[override.n]\nkind = "integer"\nvalues = [0, 1, 2, 3, 4]\n')
+    with pytest.raises(DataError, match=r"t.csv, row 51, column 'n': 9 is not one of the "
+                                        r"schema's values \(0, 1, 2, 3, 4\)"):
+        load("tabular", path=str(path), schema_file=str(sets), test_path=str(path))
+    df.loc[50, "n"] = 4.0
+    df.to_csv(path, index=False)
+    ds = load("tabular", path=str(path), schema_file=str(sets), test_path=str(path))
+    assert ds.schema["n"].values == (0.0, 1.0, 2.0, 3.0, 4.0)

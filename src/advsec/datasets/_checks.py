@@ -26,7 +26,7 @@ import pandas as pd
 
 from advsec.datasets._text import shown
 from advsec.errors import DataError
-from advsec.features.schema import Feature, FeatureSchema
+from advsec.features.schema import Feature, FeatureKind, FeatureSchema
 
 __all__ = ["EMPTY_FLAG", "EXACT_INT", "FILE", "ROW", "SOURCE_COLUMNS", "check_classes",
            "check_labels", "check_values", "first_inexact", "row_name", "tag_source"]
@@ -89,9 +89,11 @@ def check_labels(df: pd.DataFrame, column: str, *, fallback: str, shown_as: str 
 
 def check_values(
     df: pd.DataFrame, schema: FeatureSchema, *, fallback: str, notes: list[str],
-    allow_below: bool = False,
+    allow_below: bool = False, training: bool = False,
 ) -> pd.DataFrame:
-    """``df`` with every numeric feature checked: numbers, finite, within the bounds.
+    """``df`` with every numeric feature checked: numbers, finite, within the bounds; with
+    ``training`` (the training split, which the schema must describe) also whole numbers for
+    integer and binary features and the listed value sets, naming the file row.
 
     A value outside a feature's bounds raises a :class:`DataError` naming the row, the column and
     the bound, unless the feature says ``on_bound_violation = "clip"``: then it is clipped and
@@ -131,6 +133,8 @@ def check_values(
                             f"{EXACT_INT:,} (a category, kind = \"categorical\", keeps it "
                             f"exact)")
         _check_range(df, f, values, fallback)
+        if training:
+            _check_kind_and_values(df, f, values, fallback)
         low = -np.inf if f.lower is None or allow_below else f.lower
         high = np.inf if f.upper is None else f.upper
         outside = (values < low) | (values > high)
@@ -155,6 +159,29 @@ def check_values(
                      f"{_interval(f.lower, f.upper)} (on_bound_violation = 'clip')")
         log.warning("%s", notes[-1])
     return df
+
+
+def _check_kind_and_values(df: pd.DataFrame, f: Feature, values: np.ndarray,
+                           fallback: str) -> None:
+    """A :class:`DataError` naming the file row of the first value ``values`` ``(N,)`` that is
+    not whole for an integer or binary feature ``f``, or outside its listed value set: the
+    checks :meth:`FeatureSpace.check_training` makes later, which can name only a position in
+    the split. (``values = "observed"`` is learned from these rows: nothing to check.)"""
+    if f.kind is not FeatureKind.CONTINUOUS:
+        frac = values != np.floor(values)
+        if frac.any():
+            pos = int(np.flatnonzero(frac)[0])
+            raise DataError(f"{row_name(df, pos, fallback)}, column {f.name!r}: {values[pos]:g} "
+                            f"is not a whole number; the schema says kind = "
+                            f"\"{f.kind.value}\" (use \"continuous\" for fractions)")
+    if isinstance(f.values, tuple):
+        outside = ~np.isin(values, np.asarray(f.values, dtype=np.float64))
+        if outside.any():
+            pos = int(np.flatnonzero(outside)[0])
+            listed = ", ".join(f"{v:g}" for v in f.values[:8]) + (", ..." if len(f.values) > 8
+                                                                   else "")
+            raise DataError(f"{row_name(df, pos, fallback)}, column {f.name!r}: "
+                            f"{values[pos]:g} is not one of the schema's values ({listed})")
 
 
 def _check_range(df: pd.DataFrame, f: Feature, values: np.ndarray, fallback: str) -> None:

@@ -156,7 +156,7 @@ def finish(
         hidden = [c for c in SOURCE_COLUMNS if c in table.columns]
         table = table[[*keep, *hidden]].reset_index(drop=True)
         table = check_values(table, schema, fallback=f"{name} {split} split", notes=notes,
-                             allow_below=allow_below)
+                             allow_below=allow_below, training=split == "train")
         table = coerce_dtypes(table[keep], schema)
         table[schema.label] = table[schema.label].astype("string")
         out.append(table)
