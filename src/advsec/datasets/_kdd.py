@@ -13,7 +13,8 @@ import pandas as pd
 import pyarrow as pa
 
 from advsec.datasets._common import LABEL, SCHEMA_DIR, order_classes
-from advsec.datasets._readers import first_null, read_csv
+from advsec.datasets._csv_errors import first_null
+from advsec.datasets._readers import read_csv
 from advsec.errors import ConfigError, DataError
 
 if sys.version_info >= (3, 11):

@@ -27,12 +27,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from advsec.datasets._readers import (
-    MAX_LINE_BYTES,
-    csv_layout,
-    input_stream,
-    parse_error,
-)
+from advsec.datasets._csv_errors import parse_error
+from advsec.datasets._readers import MAX_LINE_BYTES, csv_layout, input_stream
 from advsec.datasets._text import READ_ERRORS, longest_line, read_error
 from advsec.errors import DataError
 

@@ -30,7 +30,8 @@ from advsec.datasets._common import (
     order_classes,
     to_pandas,
 )
-from advsec.datasets._readers import find_file, first_null, read_csv
+from advsec.datasets._csv_errors import first_null
+from advsec.datasets._readers import find_file, read_csv
 from advsec.datasets._split import split_table
 from advsec.datasets.base import Dataset, register
 from advsec.datasets.fetch import hint
