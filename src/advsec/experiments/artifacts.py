@@ -16,6 +16,7 @@ staging folder or a finished run directory was made with (:func:`check_same_conf
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -30,15 +31,15 @@ from safetensors.torch import save_file
 
 from advsec.errors import AdvsecError, ConfigError
 from advsec.evaluation import Sweep, confusion
-from advsec.experiments.config import ExperimentConfig
+from advsec.experiments.config import FILE_DATASETS, ExperimentConfig
 from advsec.features.space import FeatureSpace
 from advsec.models import Detector
 from advsec.reporting.combos import TABLES, combo_dir, concat_frames, gather, read_combo
 from advsec.runio import atomic_run_dir
 
-__all__ = ["TABLES", "CombinationResult", "check_same_config", "check_saved_model", "combo_dir",
-           "discard_leftovers", "finished_run", "gather", "read_combo", "save_model",
-           "write_combo"]
+__all__ = ["DATA_DIGEST", "TABLES", "CombinationResult", "check_same_config", "check_same_data",
+           "check_saved_model", "combo_dir", "data_digests", "discard_leftovers",
+           "finished_run", "gather", "read_combo", "save_model", "write_combo"]
 
 
 @dataclass
@@ -216,3 +217,58 @@ def check_same_config(stage: Path, cfg: ExperimentConfig) -> None:
     if not same:
         raise ConfigError(f"{stage}: the interrupted run used a different configuration; "
                           "run without --resume to start over")
+
+
+#: the file of a staging folder (and run directory) with the SHA-256 of the data files read
+DATA_DIGEST = "data_digest.json"
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 of ``path``'s bytes, read in chunks; of a folder, of its files' relative
+    names and digests in sorted order (a partitioned Parquet dataset)."""
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(q for q in path.rglob("*") if q.is_file()):
+            h.update(f"{f.relative_to(path).as_posix()}\0{_sha256(f)}\n".encode())
+        return h.hexdigest()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def data_digests(cfg: ExperimentConfig) -> dict[str, dict[str, str]]:
+    """``{"data.path": {"file": ..., "sha256": ...}, ...}``: the digest of every data file
+    ``cfg`` reads that exists (a CSV/Parquet dataset's ``path`` and ``test_path``, any
+    dataset's ``schema_file``); empty for a registered dataset without a schema file."""
+    d = cfg.data
+    keys = ("path", "test_path", "schema_file") if d.dataset in FILE_DATASETS else (
+        "schema_file",)
+    out = {}
+    for key in keys:
+        value = getattr(d, key)
+        if value and Path(value).exists():
+            out[f"data.{key}"] = {"file": str(value), "sha256": _sha256(Path(value))}
+    return out
+
+
+def check_same_data(stage: Path, digests: dict[str, dict[str, str]]) -> None:
+    """Refuse to resume a staging folder whose finished work (combinations or saved models)
+    read data files whose bytes have changed since (``digests``: :func:`data_digests` now)."""
+    previous = stage / DATA_DIGEST
+    if not previous.exists() or not (any((stage / "combos").glob("*/DONE"))
+                                     or any((stage / "models").glob("*.json"))):
+        return
+    try:
+        before = json.loads(previous.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = None
+    if not isinstance(before, dict):
+        raise ConfigError(f"{previous}: unreadable; run without --resume to start over")
+    for key in sorted(set(before) | set(digests)):
+        old, new = before.get(key) or {}, digests.get(key) or {}
+        if old.get("sha256") != new.get("sha256"):
+            file = new.get("file") or old.get("file") or key
+            raise ConfigError(f"{file} ({key}): changed since the interrupted run started (its "
+                              "SHA-256 differs), so resuming would mix results of two "
+                              "datasets; run without --resume to start over")

@@ -44,15 +44,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     PydanticSchemaGenerationError,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from advsec.errors import ConfigError
+from advsec.experiments.config_rules import Strict, as_written, check_name, duplicates, located
+from advsec.experiments.data_config import FILE_DATASETS, DataConfig
+from advsec.experiments.model_config import DefenseConfig, DetectorConfig
 from advsec.experiments.run_config import RunConfig
 from advsec.experiments.toml_locations import dotted, line_of
 from advsec.experiments.tomlio import tomllib
@@ -71,11 +76,7 @@ __all__ = [
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ExperimentMeta(_Strict):
+class ExperimentMeta(Strict):
     """``[experiment]``: name, description and seeds (one run per seed; mean and spread)."""
 
     name: str = "experiment"
@@ -83,117 +84,14 @@ class ExperimentMeta(_Strict):
     seeds: list[Annotated[int, Field(ge=0, le=2**32 - 1)]] = Field(default_factory=lambda: [0],
                                                                   min_length=1)
 
-
-#: ``[data] dataset`` values that read one labelled table (``path``, ``label_column``)
-FILE_DATASETS = ("csv", "parquet", "tabular")
-#: loader options the runner sets itself (from [data] keys and [experiment] seeds)
-_MANAGED_DATA_OPTIONS = frozenset({"seed", "root", "path", "test_path", "label_column",
-                                   "benign_label", "scheme", "schema_file"})
-
-
-def _at(where: tuple[str, ...], msg: str) -> PydanticCustomError:
-    """A validation error located at ``where`` below the model raising it (with its line)."""
-    return PydanticCustomError("advsec_at", "{msg}", {"at": list(where), "msg": msg})
-
-
-def _loader_options(dataset: str) -> set[str]:
-    """The keyword options of ``dataset``'s loader an experiment file may set in ``options``."""
-    import inspect
-
-    from advsec.datasets import get_loader
-
-    name = "tabular" if dataset in FILE_DATASETS else dataset
-    params = inspect.signature(get_loader(name).loader).parameters.values()
-    return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-            } - _MANAGED_DATA_OPTIONS
-
-
-class DataConfig(_Strict):
-    """``[data]``: a registered dataset (name + root) or a CSV/Parquet file (path + label)."""
-
-    dataset: str = "synthetic"
-    root: str | None = None
-    path: str | None = None
-    test_path: str | None = None
-    label_column: str | None = None
-    benign_label: str | None = None
-    scheme: str = "binary"
-    schema_file: str | None = None
-    schema_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    options: dict[str, Any] = Field(default_factory=dict)
-    max_train_rows: int | None = Field(None, ge=10)
-    max_eval_rows: int | None = Field(2000, ge=10)
-
-    @field_validator("dataset")
+    @field_validator("seeds")
     @classmethod
-    def _known_dataset(cls, v: str) -> str:
-        from advsec.datasets import registered
-
-        known = sorted({*registered(), *FILE_DATASETS})
-        if v not in known:
-            raise ValueError(f"unknown dataset {v!r}; known: {', '.join(known)}")
+    def _distinct(cls, v: list[int]) -> list[int]:
+        dups = duplicates(v)
+        if dups:
+            raise ValueError(f"seed(s) {', '.join(map(str, dups))} listed more than once "
+                             "(each seed is one run)")
         return v
-
-    @model_validator(mode="after")
-    def _file_needs_label(self) -> DataConfig:
-        if self.dataset in FILE_DATASETS and not (self.path and self.label_column):
-            raise ValueError("a CSV/Parquet dataset needs 'path' and 'label_column'")
-        if self.dataset not in FILE_DATASETS:
-            for key in ("path", "test_path", "label_column"):
-                if getattr(self, key) is not None:
-                    raise _at((key,), f"only for dataset = \"csv\" or \"parquet\" (dataset "
-                              f"{self.dataset!r} reads its own files from 'root')")
-        elif self.root is not None:
-            raise _at(("root",), "not used with a CSV/Parquet dataset (set 'path')")
-        allowed = _loader_options(self.dataset)
-        for key in self.options:
-            if key not in allowed:
-                what = ("set seeds in [experiment]" if key == "seed" else
-                        f"allowed: {', '.join(sorted(allowed))}" if allowed else "none allowed")
-                raise _at(("options", key), f"unknown option of dataset {self.dataset!r} ({what})")
-        return self
-
-
-class DetectorConfig(_Strict):
-    """``[[detectors]]``: an advsec MLP (attacked white-box), a scikit-learn baseline, or a
-    detector the user already has as an ONNX file (``kind = "onnx"``, ``path``, ``inputs`` raw
-    or encoded, optional ``classes``); baselines and ONNX detectors are scored on examples
-    crafted against their surrogate MLP (transfer)."""
-
-    name: str
-    kind: Literal["mlp", "random_forest", "hist_gradient_boosting", "logistic_regression",
-                  "onnx"] = "mlp"
-    path: str | None = None
-    inputs: Literal["raw", "encoded"] = "raw"
-    classes: list[str] | None = None
-    hidden: list[int] = Field(default_factory=lambda: [64, 32], min_length=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(256, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    validation_split: float = Field(0.1, ge=0, lt=1)
-    patience: int = Field(5, ge=1)
-    n_estimators: int = Field(100, ge=1)
-    max_depth: int | None = Field(None, ge=1)
-    surrogate: str | None = None
-
-    @field_validator("hidden")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(h < 1 for h in v):
-            raise ValueError(f"hidden sizes must be positive, got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _onnx_path(self) -> DetectorConfig:
-        if self.kind == "onnx" and not self.path:
-            raise _at(("path",), "an ONNX detector needs path, its .onnx file")
-        if self.kind != "onnx" and (self.path is not None or self.classes is not None):
-            raise _at(("path" if self.path is not None else "classes",),
-                      f"only for kind = \"onnx\" (this detector is {self.kind!r})")
-        return self
-
 
 class AttackConfig(BaseModel):
     """``[[attacks]]``: a registered attack and its constructor options.
@@ -205,10 +103,12 @@ class AttackConfig(BaseModel):
     ``[threat]`` and ``[experiment]``, not from here.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     attack: str
     name: str | None = None
+
+    _name = field_validator("name")(check_name)
 
     @field_validator("attack")
     @classmethod
@@ -261,7 +161,13 @@ class AttackConfig(BaseModel):
         return {k: v for k, v in (self.model_extra or {}).items() if v is not None}
 
 
-class ThreatConfig(_Strict):
+#: options an attack accepts (its class inherits them) that do not apply to it
+_ONE_STEP_KEYS: dict[str, frozenset[str]] = {
+    "fgsm": frozenset({"steps", "step_size", "rel_step_size", "decay"}),
+}
+
+
+class ThreatConfig(Strict):
     """``[threat]``: the eps grid and what the attacker may do.
 
     ``mode``: ``"evasion"`` attacks the malicious records only, pushed towards benign;
@@ -291,58 +197,45 @@ class ThreatConfig(_Strict):
     def _eps(cls, v: list[float]) -> list[float]:
         if not v or any(not math.isfinite(e) or e < 0 for e in v):
             raise ValueError(f"eps must be a non-empty list of numbers >= 0, got {v}")
+        dups = duplicates([float(e) for e in v])
+        if dups:
+            raise ValueError(f"{', '.join(f'{e:g}' for e in dups)} listed more than once")
         out = sorted(set(float(e) for e in v))
         return out if out[0] == 0.0 else [0.0, *out]
 
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, v: list[str]) -> list[str]:
+        dups = duplicates(v)
+        if dups:
+            raise ValueError(f"{', '.join(map(repr, dups))} listed more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _figure_eps(self) -> ThreatConfig:
+        fe = self.figure_eps
+        if fe is not None and not (math.isfinite(fe) and fe > 0 and fe in self.eps):
+            swept = ", ".join(f"{e:g}" for e in self.eps if e > 0) or "none"
+            raise located(("figure_eps",), f"expected one of the swept eps over 0 ({swept}), "
+                      f"got {fe:g}")
+        return self
+
     def chosen_eps(self) -> float:
-        """The eps of confusion matrices, feature changes and exports (default: near 0.1)."""
+        """The eps of confusion matrices, feature changes and exports: ``figure_eps`` (one of
+        the swept eps over 0), else the swept eps over 0 nearest 0.1 (0 when none is); the
+        report picks the same one (``metrics.json``'s ``figure_eps``)."""
         target = 0.1 if self.figure_eps is None else self.figure_eps
         return min(self.eps[1:] or self.eps, key=lambda e: abs(e - target))
 
 
-class DefenseConfig(_Strict):
-    """``[[defenses]]``: a hardening method applied to each MLP detector."""
-
-    method: str
-    name: str | None = None
-    attack: str = "fgsm"
-    eps: float = Field(0.1, gt=0, le=1)
-    steps: int = Field(7, ge=1)
-    epochs: int = Field(10, ge=1)
-    ratio: float = Field(1.0, gt=0)
-    beta: float = Field(6.0, gt=0)
-
-    @field_validator("method")
-    @classmethod
-    def _method(cls, v: str) -> str:
-        from advsec.defenses import METHODS
-
-        key = v.lower().replace("-", "_")
-        if key not in METHODS:
-            raise ValueError(f"unknown defence {v!r}; known: {', '.join(METHODS)}")
-        return key
-
-    @field_validator("attack")
-    @classmethod
-    def _attack(cls, v: str) -> str:
-        from advsec.attacks.registry import attack_spec
-
-        return attack_spec(v).name
-
-    @property
-    def label(self) -> str:
-        """The name used in tables."""
-        return self.name or self.method
-
-
-class TrackingConfig(_Strict):
+class TrackingConfig(Strict):
     """``[tracking]``: optional experiment trackers."""
 
     mlflow: bool = False
     mlflow_uri: str | None = None
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Strict):
     """The whole study."""
 
     experiment: ExperimentMeta = Field(default_factory=ExperimentMeta)
@@ -359,32 +252,79 @@ class ExperimentConfig(_Strict):
     #: how the combinations are executed (:mod:`advsec.experiments.run_config`); not part of
     #: what a run records (``exclude``): it never changes a number
     run: RunConfig = Field(default_factory=RunConfig, exclude=True)
+    #: the file it was read from and its text (:meth:`where`); not part of what is recorded
+    _source: str | None = PrivateAttr(default=None)
+    _text: str = PrivateAttr(default="")
+
+    def where(self, *loc: str | int) -> str:
+        """``"FILE, line N: data.options.rows"`` for the key at ``loc`` of the file this
+        configuration was parsed from (the line of the nearest enclosing key or table);
+        empty when it was not parsed from text."""
+        if self._source is None:
+            return ""
+        line = line_of(self._text, loc)
+        return f"{self._source}{f', line {line}' if line else ''}: {dotted(loc)}"
 
     @model_validator(mode="after")
-    def _consistent(self) -> ExperimentConfig:
+    def _consistent(self, info: ValidationInfo) -> ExperimentConfig:
         names = [d.name for d in self.detectors]
-        if len(set(names)) != len(names):
+        if len({n.casefold() for n in names}) != len(names):
             raise ValueError(f"detector names must be unique, got {names}")
         labels = [a.label for a in self.attacks]
         if len(set(labels)) != len(labels):
             raise ValueError(f"attack names must be unique, got {labels} (set 'name')")
+        for i, a in enumerate(self.attacks):  # after the names: a copied entry says so first
+            for key in _ONE_STEP_KEYS.get(a.attack, frozenset()) & set(a.model_extra or {}):
+                raise located(("attacks", str(i), key), f"{a.attack} is one step of size eps: "
+                          f"{key} does not apply (use bim or pgd for an iterative attack)")
+        self._check_defenses()
         if not any(d.kind == "mlp" for d in self.detectors):
             raise ValueError("at least one detector must be an advsec MLP (kind = 'mlp')")
+        for i, d in enumerate(self.detectors):
+            unused = d.unused_keys()
+            if unused and as_written(info):  # a dumped copy sets every key
+                uses = d.used_keys()
+                raise located(("detectors", str(i), unused[0]), f"not used by a {d.kind!r} "
+                          f"detector (its keys: {', '.join(uses)})")
         mlps = [d.name for d in self.detectors if d.kind == "mlp"]
         for i, d in enumerate(self.detectors):
             if d.surrogate is not None and d.surrogate not in names:
                 raise ValueError(f"detector {d.name!r}: surrogate {d.surrogate!r} is not a "
                                  "detector of this file")
             if d.surrogate is not None and d.surrogate not in mlps:
-                raise _at(("detectors", str(i), "surrogate"),
+                raise located(("detectors", str(i), "surrogate"),
                           f"{d.surrogate!r} is not an MLP detector (the surrogate is attacked "
                           f"white-box; MLPs here: {', '.join(mlps)})")
         linf = [a.label for a in self.attacks if a.options().get("norm", "linf") == "linf"]
         if linf and self.threat.eps[-1] > 1:
-            raise _at(("threat", "eps"),
+            raise located(("threat", "eps"),
                       f"{self.threat.eps[-1]:g} is over 1, but an L-inf eps is a fraction of "
                       f"each feature's range (0.05 = 5 %); attacks {', '.join(linf)} are L-inf")
         return self
+
+    def _check_defenses(self) -> None:
+        """Defence names unique (each names a combination and its models), ``none`` reserved
+        for the undefended combination, and no two models of a run sharing a file name."""
+        defenses = [f.label for f in self.defenses]
+        for i, f in enumerate(defenses):
+            if f.casefold() == "none":
+                raise located(("defenses", str(i), "name"), "'none' names the undefended "
+                          "combination; set another name")
+            if f.casefold() in (g.casefold() for g in defenses[:i]):
+                raise located(("defenses", str(i), "name"), f"defence names must be unique, got "
+                          f"{defenses} (set 'name')")
+        files: dict[str, str] = {}
+        for d in (d.name for d in self.detectors if d.kind == "mlp"):
+            for hardened in (None, *defenses):
+                model = f"{d}-s" if hardened is None else f"{d}-{hardened}-s"
+                what = f"detector {d!r}" + ("" if hardened is None else
+                                            f" hardened by {hardened!r}")
+                for seed in self.experiment.seeds:
+                    key = f"{model}{seed}".casefold()
+                    if key in files and files[key] != what:
+                        raise ValueError(f"{what} and {files[key]} would both save the model "
+                                         f"models/{model}{seed}; rename one")
+                    files[key] = what
 
 
 def parse_config(text: str, *, source: str = "<config>") -> ExperimentConfig:
@@ -395,7 +335,7 @@ def parse_config(text: str, *, source: str = "<config>") -> ExperimentConfig:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     _check_sections(data, text, source)
     try:
-        return ExperimentConfig.model_validate(data)
+        cfg = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
@@ -427,6 +367,8 @@ def parse_config(text: str, *, source: str = "<config>") -> ExperimentConfig:
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         text_out = f"{source}{at}: {msg}{more}"
         raise ConfigError(text_out.replace("\r", "\\r").replace("\n", "\\n")) from None
+    cfg._source, cfg._text = source, text
+    return cfg
 
 
 #: the sections every experiment file must have, and what each one says
@@ -473,6 +415,11 @@ def load_config(path: str | Path) -> ExperimentConfig:
         if value and not Path(value).is_absolute() and not value.startswith("$"):
             candidate = base / value
             setattr(d, key, str(candidate))
+    schema = d.schema_file
+    if schema and not schema.startswith("$") and not Path(schema).is_file():
+        line = line_of(text, ("data", "schema_file"))
+        raise ConfigError(f"{p}{f', line {line}' if line else ''}: data.schema_file: {schema}: "
+                          "file not found (expected a TOML or YAML schema file)")
     for i, det in enumerate(cfg.detectors):
         if det.path and not Path(det.path).is_absolute():
             det.path = str(base / det.path)

@@ -105,7 +105,7 @@ def run_task(config: dict[str, Any], key: str, stage: str, *, threads: int | Non
 
     n = threads if threads is not None else _granted_cpus()
     apply_thread_policy(ThreadPolicy(n, "executor worker"))
-    cfg = ExperimentConfig.model_validate(config)
+    cfg = ExperimentConfig.model_validate(config, context={"dumped": True})
     combos = {c.key: c for c in plan(cfg)}
     if key not in combos:
         raise ValueError(f"no combination {key!r} in this configuration")

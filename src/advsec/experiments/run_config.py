@@ -36,7 +36,7 @@ class RunConfig(BaseModel):
     """``[run]``: the executor, how many tasks run at a time, a Ray cluster's address and the
     device the combinations train, harden, attack and verify on."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     executor: Executor = "serial"
     workers: int | None = Field(None, ge=1)

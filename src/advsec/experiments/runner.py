@@ -14,7 +14,8 @@ What can be known before the run starts is checked before the staging folder exi
 (:func:`validate_run`; its log goes into ``run.log`` afterwards): the tracker, the data of every
 seed (files exist and parse, labels present, two classes or more to train on, the benign label
 among them, a test split), every attack under every threat model and, when resuming, the staging
-folder's configuration and saved models. Crash safety (``kill -9`` anywhere, then ``--resume``):
+folder's configuration, data files (their SHA-256, kept in ``data_digest.json``) and saved models.
+Crash safety (``kill -9`` anywhere, then ``--resume``):
 a combination's folder, each model (its ``.json`` last) and the configuration files appear in
 one rename, the report is rebuilt, leftovers of a killed write are discarded, and every random
 draw is seeded, so the resumed ``sweep.csv`` equals an uninterrupted run's (``seconds`` aside).
@@ -28,7 +29,9 @@ before they are written). On the CPU the numbers are the same bit for bit as wit
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,12 +135,15 @@ def run_experiment(
     check_new_run_dir(out, force=force)
     with log_buffer() as checks:
         report("checking", 0, len(combos))
-        prepared = validate_run(cfg, out=out, resume=resume)
+        digests = artifacts.data_digests(cfg)
+        prepared = validate_run(cfg, out=out, resume=resume, digests=digests)
     with atomic_run_dir(out, force=force, persistent=True, resume=resume) as stage, \
             run_log(stage / "run.log", replay=checks):
         artifacts.discard_leftovers(stage)
         write_text(stage / "config.toml", config_text or "# configuration given programmatically\n")
         write_text(stage / "config.json", cfg.model_dump_json(indent=2))  # atomic: read on resume
+        if digests:  # before any work: what --resume compares the data files with
+            write_text(stage / artifacts.DATA_DIGEST, json.dumps(digests, indent=2))
         log.info("device: %s", device)
         if cfg.run.executor == "serial":
             reused = _run_combinations(cfg, combos, stage, report, prepared, device=device)
@@ -153,16 +159,18 @@ def run_experiment(
     return RunResult(out, len(combos), reused, time.perf_counter() - t0)
 
 
-def validate_run(cfg: ExperimentConfig, *, out: str | Path,
-                 resume: bool = False) -> dict[int, Prepared]:
+def validate_run(cfg: ExperimentConfig, *, out: str | Path, resume: bool = False,
+                 digests: dict[str, dict[str, str]] | None = None) -> dict[int, Prepared]:
     """Check everything a run of ``cfg`` into ``out`` needs, creating nothing; returns the
     prepared data by seed (kept for the run when it is small).
 
     Raises one-line :class:`~advsec.errors.AdvsecError` s: a tracker that is not installed,
-    data that do not load (the loaders' errors), a training split with fewer than two
-    classes, the benign label missing from it, an empty test split, an attack that cannot be
-    built for a threat model, and when resuming a staging folder of another configuration or
-    with saved models that do not fit the data.
+    data that do not load (the loaders' errors, located at the ``[data] options`` key they
+    name), a training split with fewer than two classes, the benign label missing from it, an
+    empty test split, an attack that cannot be built for a threat model, and when resuming a
+    staging folder of another configuration, of data files that changed since (``digests``:
+    :func:`~advsec.experiments.artifacts.data_digests`, computed here when not given) or with
+    saved models that do not fit the data.
     """
     from advsec.experiments.tracking import check_tracking
 
@@ -171,6 +179,8 @@ def validate_run(cfg: ExperimentConfig, *, out: str | Path,
     resuming = resume and stage.is_dir()
     if resuming:
         artifacts.check_same_config(stage, cfg)
+        artifacts.check_same_data(stage, artifacts.data_digests(cfg) if digests is None
+                                  else digests)
     prepared: dict[int, Prepared] = {}
     size = 0
     for seed in cfg.experiment.seeds:
@@ -178,10 +188,7 @@ def validate_run(cfg: ExperimentConfig, *, out: str | Path,
         try:
             p = prepare(cfg, seed)
         except AdvsecError as exc:  # name the data when the loader's message does not
-            d, msg, name = cfg.data, str(exc), data_name(cfg)
-            if msg.startswith(name) or any(str(v) in msg for v in (d.path, d.root) if v):
-                raise
-            raise type(exc)(f"[data] {name}, seed {seed}: {msg}") from None
+            raise _data_error(cfg, exc, seed) from None
         _check_attacks(cfg, p, seed)
         if resuming:
             _check_models(cfg, p, seed, stage)
@@ -189,6 +196,20 @@ def validate_run(cfg: ExperimentConfig, *, out: str | Path,
         if not prepared or size <= _KEEP_PREPARED_BYTES:
             prepared[seed] = p
     return prepared
+
+
+def _data_error(cfg: ExperimentConfig, exc: AdvsecError, seed: int) -> AdvsecError:
+    """``exc`` of the loader for ``seed``, naming the data when its message does not, located
+    at the ``[data] options`` key it names (``FILE, line N: data.options.rows: ...``), and
+    with ``advsec run``'s option for a data folder in place of the loader's ``--root``."""
+    d, name = cfg.data, data_name(cfg)
+    msg = str(exc).replace("pass --root PATH", "pass --data-root PATH, set [data] root")
+    if not (msg.startswith(name) or any(str(v) in msg for v in (d.path, d.root) if v)):
+        msg = f"[data] {name}, seed {seed}: {msg}"
+    found = [(m.start(), key) for key in d.options
+             if (m := re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", str(exc)))]
+    at = cfg.where("data", "options", min(found)[1]) if found else ""
+    return type(exc)(f"{at}: {msg}" if at else msg)
 
 
 #: prepared data of later seeds are kept from the checks for the run up to this size

@@ -67,7 +67,7 @@ class VerifierConfig(BaseModel):
     """``[[verifiers]]``: a registered verifier (``name``), an optional table ``label`` and
     the verifier's constructor options (module docstring)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     name: str
     label: str | None = None
