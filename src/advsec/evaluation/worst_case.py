@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +90,7 @@ def worst_case(
     y: torch.Tensor | np.ndarray,
     *,
     eps: float | Sequence[float],
-    benign_class: int = 0,
+    benign_class: int | str | None = None,
     per_attack: bool = True,
     evaluation: str = "adaptive",
 ) -> WorstCase:
@@ -104,7 +104,10 @@ def worst_case(
             else their ``name`` is used.
         x: inputs ``(N, D)``; y: true class indices ``(N,)``.
         eps: one budget or a list (model-input units).
-        benign_class: index of the benign class (detection rate, false-positive rate).
+        benign_class: the benign class (detection rate, false-positive rate): an index or one
+            of the model's classes; default: the model's, as the attacks find it
+            (:func:`advsec.attacks.targets.benign_index`: the schema's benign label, else a
+            class named "benign" or "normal", else 0).
         per_attack: also run every attack on every record (its own accuracy); False runs each
             attack only on the survivors of the previous ones (AutoAttack's cost).
         evaluation: the ``evaluation`` column (e.g. ``"adaptive"``).
@@ -117,6 +120,7 @@ def worst_case(
     named = _named(attacks)
     if not named:
         raise ValueError("worst_case needs at least one attack")
+    benign_class = _benign(model, benign_class, [a for _, a in named])
     module = as_module(model)
     xt = _tensor(x)
     yt = torch.as_tensor(np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)).long()
@@ -188,7 +192,7 @@ def transfer_table(
     *,
     name: str,
     x: torch.Tensor | np.ndarray | None = None,
-    benign_class: int = 0,
+    benign_class: int | str | None = None,
     evaluation: str = "transfer-from-undefended",
 ) -> pd.DataFrame:
     """Score ``model`` on fixed adversarial inputs crafted against another model.
@@ -199,12 +203,13 @@ def transfer_table(
         y: true class indices ``(N,)``.
         name: the ``attack`` column (e.g. ``"fgsm"``).
         x: the clean inputs ``(N, D)``, for the attack success rate (NaN without them).
-        benign_class: index of the benign class.
+        benign_class: the benign class (default: the model's, as in :func:`worst_case`).
         evaluation: the ``evaluation`` column; keep the word "transfer" in it.
 
     Returns:
         One row per eps, columns :data:`WORST_CASE_COLUMNS`.
     """
+    benign_class = _benign(model, benign_class, ())
     module = as_module(model)
     y_np = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y).astype(np.int64)
     x_t = _tensor(x) if x is not None else None
@@ -234,7 +239,7 @@ def adaptive_evaluation(
     *,
     eps: float | Sequence[float],
     transfer: Mapping[str, Mapping[float, torch.Tensor | np.ndarray]] | None = None,
-    benign_class: int = 0,
+    benign_class: int | str | None = None,
     per_attack: bool = True,
 ) -> tuple[pd.DataFrame, WorstCase]:
     """Evaluate a (defended) model honestly: attack it afresh, and label transfer separately.
@@ -249,6 +254,7 @@ def adaptive_evaluation(
         ``(table, worst)``: the combined table (columns :data:`WORST_CASE_COLUMNS`) and the
         :class:`WorstCase` of the adaptive part.
     """
+    benign_class = _benign(model, benign_class, [a for _, a in _named(attacks)])
     wc = worst_case(model, attacks, x, y, eps=eps, benign_class=benign_class,
                     per_attack=per_attack)
     parts = [wc.table]
@@ -319,3 +325,13 @@ def _key(d: Mapping[float, Any], eps: float) -> float:
         if math.isclose(k, eps, rel_tol=1e-9, abs_tol=1e-12):
             return k
     raise KeyError(eps)
+
+
+def _benign(model: Model, benign_class: int | str | None, attacks: Iterable[Any]) -> int:
+    """The benign class index: ``benign_class``, else the model's as the attacks find it (with
+    the first attack's FeatureSpace, if any)."""
+    from advsec.attacks.targets import benign_index
+
+    space = next((a.feature_space for a in attacks
+                  if getattr(a, "feature_space", None) is not None), None)
+    return benign_index(model, benign_class, space)
