@@ -44,6 +44,7 @@ from advsec.attacks.spec import register as register_attack
 from advsec.attacks.targets import (
     Eps,
     benign_index,
+    check_classes_and_box,
     check_inputs,
     device_dtype,
     eps_values,
@@ -350,6 +351,9 @@ class Attack:
         evasion = self.evasion or (isinstance(target, str) and target == "benign")
         targeted, tgt, attacked = resolve_targets(model, x, y, target, evasion=evasion,
                                                   benign=benign, targeted=self.targeted)
+        check_classes_and_box(forward, model, x, y, tgt if targeted else None, benign=benign,
+                              bounds=None if self.feature_space is not None else self.bounds,
+                              name=self.name)
         self.warn_budget(eps_list)
         rng = _LazyGenerator(self.seed, dev)
         counts = {"gradients": 0, "queries": 0}

@@ -16,10 +16,12 @@ if TYPE_CHECKING:
 __all__ = [
     "Eps",
     "benign_index",
+    "check_classes_and_box",
     "check_inputs",
     "device_dtype",
     "eps_values",
     "is_eps_list",
+    "n_scores",
     "resolve_targets",
 ]
 
@@ -77,7 +79,12 @@ def check_inputs(
             y = model.encode_labels(arr)
         else:
             y = torch.as_tensor(arr)
-    y = y.detach().to(dev).long()
+    y = y.detach().to(dev)
+    if y.is_floating_point() and bool((y != torch.floor(y)).any()):
+        row = int(torch.nonzero(y != torch.floor(y))[0, 0])
+        raise ValueError(f"y must hold class indices (whole numbers), got {float(y[row]):g} "
+                         f"at row {row}")
+    y = y.long()
     if y.shape != (len(x),):
         raise ValueError(f"y must have shape ({len(x)},), got {tuple(y.shape)}")
     return x, y
@@ -111,6 +118,59 @@ def benign_index(model: Any, label: int | str | None, feature_space: FeatureSpac
     if str(label) not in names:
         raise ValueError(f"benign class {label!r} is not one of the model's classes {names}")
     return names.index(str(label))
+
+
+def n_scores(forward: Any, model: Any, x: torch.Tensor) -> int:
+    """How many scores (classes) the model gives: its ``classes_``, else its output on one
+    row of ``x`` (a ValueError when that is not ``(1, C)``)."""
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        return len(classes)
+    with torch.no_grad():
+        out = forward(x[:1])
+    shape = tuple(out.shape) if hasattr(out, "shape") else ()
+    if len(shape) != 2 or shape[0] != 1:
+        raise ValueError(f"the model returned shape {shape} for 1 record; expected (1, C) "
+                         f"scores, one per class")
+    return int(shape[1])
+
+
+def check_classes_and_box(forward: Any, model: Any, x: torch.Tensor, y: torch.Tensor,
+                          tgt: torch.Tensor | None, *, benign: int,
+                          bounds: tuple[float, float] | None, name: str) -> None:
+    """A ValueError, before anything is attacked, when the model gives fewer than 2 scores,
+    a label ``y`` ``(N,)``, a target ``tgt`` ``(N,)`` or the benign class is not one of its
+    classes, or ``x`` ``(N, D)`` lies outside scalar ``bounds`` (the attack would clip it into
+    them, so even eps 0 would move it). One host read for all of them."""
+    if not len(x):
+        return
+    c = n_scores(forward, model, x)
+    if c < 2:
+        raise ValueError(f"{name}: the model gives {c} score column; attacks need one per "
+                         f"class (2 or more): give a one-logit detector's two logits [-z, z] "
+                         f"(advsec.models.wrap does)")
+    if not 0 <= benign < c:
+        raise ValueError(f"{name}: benign class {benign} is not one of the model's {c} classes")
+    checks = {"label": (y < 0) | (y >= c)}
+    if tgt is not None:
+        checks["target"] = (tgt < 0) | (tgt >= c)
+    if bounds is not None:
+        lo, hi = float(bounds[0]), float(bounds[1])
+        checks["box"] = ((x < lo - 1e-6) | (x > hi + 1e-6)).any(1)
+    found = torch.stack([v.any() for v in checks.values()]).tolist()  # the one read
+    for (what, bad), hit in zip(checks.items(), found, strict=True):
+        if not hit:
+            continue
+        row = int(torch.nonzero(bad)[0, 0])
+        if what == "box":
+            raise ValueError(
+                f"{name}: x holds values outside bounds=({lo:g}, {hi:g}) (from "
+                f"{float(x.min()):g} to {float(x.max()):g}; first at row {row}), which the "
+                f"attack would clip its records into; pass bounds=None for unbounded inputs "
+                f"(e.g. standardised features) or the inputs' own bounds=(low, high)")
+        value = int((y if what == "label" else tgt)[row])  # type: ignore[index]
+        raise ValueError(f"{name}: {what} {value} at row {row} is not a class index of the "
+                         f"model (0 .. {c - 1})")
 
 
 def resolve_targets(
