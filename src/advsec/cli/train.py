@@ -7,7 +7,6 @@ it and exits 2. Nothing is written before the data, the options and the output p
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -217,9 +216,11 @@ def train_detector(
         saved = det.save(meta)
         files = " + ".join(str(p) for p in (saved if isinstance(saved, tuple) else (saved,)))
     notes = encoding_notes(space, ds.test, rows=False)  # what the model sees of the test split
-    meta.with_name(meta.stem + ".metrics.json").write_text(json.dumps(
+    from advsec.reporting.html import json_text
+
+    meta.with_name(meta.stem + ".metrics.json").write_text(json_text(
         {"test": metrics, "test_rows": len(ds.test), "train_rows": len(train),
-         "encoding_notes": notes}, indent=2))
+         "encoding_notes": notes}))
     return {"metrics": metrics, "model": str(out), "files": files, "test_rows": len(ds.test),
             "red_flags": [f"{f.name}: {f.detail}" for f in flags if not f.ok], "notes": notes}
 

@@ -7,7 +7,6 @@ detection-rate curve, confusion matrices, a decision-region picture and a self-c
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -36,7 +35,7 @@ from advsec.reporting import (
     save_figure,
 )
 from advsec.reporting.demo_report import build_demo_report
-from advsec.reporting.html import json_records, versions
+from advsec.reporting.html import json_records, json_text, versions
 from advsec.runio import atomic_run_dir, check_new_run_dir, log_buffer, run_log
 
 __all__ = ["DEFAULT_EPS", "DemoConfig", "DemoResult", "run_demo"]
@@ -194,7 +193,7 @@ def run_demo(
             "versions": versions(),
             "config": cfg.model_dump(),
         }
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True))
+        (tmp / "metrics.json").write_text(json_text(metrics))
         html = build_demo_report(
             cfg_toml=dumps_toml(cfg.model_dump(exclude_none=True)), seed=cfg.seed,
             notes=[*raised, *ds.notes], sweep=sweep, figures=figures, timings=timings,

@@ -5,7 +5,8 @@ Each finished combination has a folder ``combos/<key>/`` holding ``clean.csv``, 
 ``verify.csv`` (verified against attacked accuracy; absent in runs before ``[[verifiers]]``),
 ``confusion.json``, ``adversarial.safetensors``, ``meta.json`` and a ``DONE`` marker (written
 by :mod:`advsec.experiments.artifacts`). Folders without ``DONE``, and hidden staging folders,
-are not finished and are skipped.
+are not finished and are skipped. :func:`gather` with ``check=True`` (the report) first checks
+each folder against its ``meta.json`` (:func:`advsec.reporting.combo_checks.check_combo`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from advsec.reporting.combo_checks import check_combo, read_json
 
 __all__ = ["TABLES", "combo_dir", "concat_frames", "finished_combos", "gather", "read_combo"]
 
@@ -35,23 +38,42 @@ def finished_combos(run_dir: Path) -> list[Path]:
 
 
 def read_combo(folder: Path, table: str) -> pd.DataFrame:
-    """One table of one finished combination (empty DataFrame if it has none)."""
+    """One table of one finished combination (empty DataFrame if it has none).
+
+    Only an empty field is a missing value (what ``DataFrame.to_csv`` writes for one): a name
+    such as ``NA`` or ``None`` (a detector, an attack, a class) stays text."""
     path = folder / f"{table}.csv"
     if not path.exists() or path.stat().st_size <= 1:
         return pd.DataFrame()
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
 
 
-def gather(run_dir: Path) -> dict[str, Any]:
+def gather(run_dir: Path, *, check: bool = False, eps: Sequence[float] = ()) -> dict[str, Any]:
     """All finished combinations' tables concatenated (one entry per name in :data:`TABLES`),
-    plus ``confusion`` (the confusion-matrix records) and ``meta`` (each ``meta.json``)."""
-    folders = finished_combos(run_dir)
-    out: dict[str, Any] = {t: concat_frames([read_combo(f, t) for f in folders]) for t in TABLES}
-    out["confusion"] = [c for f in folders for c in json.loads((f / "confusion.json").read_text())]
-    out["meta"] = [json.loads((f / "meta.json").read_text()) for f in folders]
+    plus ``confusion`` (the confusion-matrix records) and ``meta`` (each ``meta.json``).
+
+    ``check``: first check every folder (:func:`~advsec.reporting.combo_checks.check_combo`
+    with the run's ε grid ``eps``): a one-line DataError naming the damaged file."""
+    tables: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+    confusion: list[Any] = []
+    metas: list[Any] = []
+    for f in finished_combos(run_dir):
+        frames = {t: read_combo(f, t) for t in TABLES}
+        if check:
+            meta, conf = read_json(f / "meta.json"), read_json(f / "confusion.json", list)
+            check_combo(f, meta, frames, conf, eps)
+        else:
+            meta = json.loads((f / "meta.json").read_text())
+            conf = json.loads((f / "confusion.json").read_text())
+        for t, df in frames.items():
+            tables[t].append(df)
+        confusion.extend(conf)
+        metas.append(meta)
+    out: dict[str, Any] = {t: concat_frames(frames) for t, frames in tables.items()}
+    out["confusion"], out["meta"] = confusion, metas
     return out
 
 

@@ -8,13 +8,13 @@ was drawn, the label scheme, classes seen only in test, the features the attacke
 
 from __future__ import annotations
 
-import json
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from advsec.reporting.combo_checks import read_json
 from advsec.reporting.html import Section, kv_html
 from advsec.reporting.tables import nice_table
 
@@ -60,11 +60,12 @@ def data_facts(ds: Any, *, seed: int, n_train: int, n_eval: int,
 
 
 def read_data_facts(run: Path) -> list[dict[str, Any]]:
-    """The ``data/s<seed>.json`` files of ``run``, by seed (empty for older runs)."""
+    """The ``data/s<seed>.json`` files of ``run``, by seed (empty for older runs); one that is
+    not a JSON object is a one-line DataError naming it."""
     folder = run / "data"
     if not folder.is_dir():
         return []
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("s*.json"))]
+    return [read_json(p) for p in sorted(folder.glob("s*.json"))]
 
 
 def data_section(run: Path, cfg: dict[str, Any], *, n_eval: int | None = None) -> Section:

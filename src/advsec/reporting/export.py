@@ -1,16 +1,24 @@
-"""Adversarial records of a run, in the original columns and units, for replay elsewhere."""
+"""Adversarial records of a run, in the original columns and units, for replay elsewhere.
+
+The records are *decoded* from the detector's model inputs (integers rounded, flags
+thresholded, categories resolved to their strongest slot, values clipped to their bounds), so
+every row looks like a record. Only the rows whose ``valid`` column is True are what the
+detector scored: a valid record re-encodes to its model input, while an unconstrained (box)
+attack's input usually lies between real records, and its decoded row, re-scored, need not
+reproduce ``pred_adversarial``.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from safetensors.torch import load_file
 
+from advsec.attacks.validity import valid_records
 from advsec.errors import AdvsecError, ConfigError, DataError
 from advsec.features.space import FeatureSpace
+from advsec.reporting.combo_checks import read_json
 from advsec.reporting.combos import finished_combos
 from advsec.runio import atomic_file
 
@@ -22,8 +30,15 @@ def load_adversarial(run_dir: str | Path) -> pd.DataFrame:
 
     Columns: ``record_id`` (row of the test table), ``seed``, ``detector``, ``defense``,
     ``threat``, ``attack``, ``eps``, ``true_label``, ``pred_clean``, ``pred_adversarial``,
-    ``evaded`` (true malicious predicted benign after the attack), then the feature columns
-    in their original units as decoded by the run's FeatureSpace.
+    ``evaded`` (true malicious predicted benign after the attack), ``valid`` (the row is a
+    valid record derived from its original: :func:`advsec.attacks.validity.valid_records`,
+    as the sweep's ``valid_share`` counts it), then the feature columns in their original
+    units as decoded by the run's FeatureSpace.
+
+    Every row is decoded (rounded, clipped, categories resolved), so it reads like a record
+    whatever the attack did; rows with ``valid`` False (most rows of box, unconstrained,
+    attacks) are not the input the detector scored, and re-scoring them need not give
+    ``pred_adversarial``. Filter on ``valid`` before replaying them as real traffic.
     """
     run = Path(run_dir)
     folders = finished_combos(run)
@@ -44,22 +59,9 @@ def load_adversarial(run_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, or a one-line DataError naming the file."""
-    if not path.is_file():
-        raise DataError(f"{path}: missing; the run directory is incomplete")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
 def _combo_records(run: Path, folder: Path) -> list[pd.DataFrame]:
     """The adversarial records of one finished combination folder."""
-    meta = _read_json(folder / "meta.json")
+    meta = read_json(folder / "meta.json")
     if not meta.get("adversarial"):
         return []
     weights = folder / "adversarial.safetensors"
@@ -71,13 +73,14 @@ def _combo_records(run: Path, folder: Path) -> list[pd.DataFrame]:
         raise DataError(f"{weights}: not a readable safetensors file ({exc})") from None
     seed, det, _ = str(meta["key"]).split("__")
     model_json = run / "models" / f"{det}-s{seed[1:]}.json"
-    space = FeatureSpace.from_dict(_read_json(model_json)["feature_space"])
+    space = FeatureSpace.from_dict(read_json(model_json)["feature_space"])
     classes = meta["classes"]
     benign = meta["benign"]
     frames = []
     for item in meta["adversarial"]:
         name = item["name"]
-        raw = space.decode(tensors[f"{name}__x_adv"])
+        x_adv = tensors[f"{name}__x_adv"]
+        raw = space.decode(x_adv)
         y = tensors["y"].numpy()
         pred_adv = tensors[f"{name}__pred_adv"].numpy()
         head = pd.DataFrame({
@@ -88,6 +91,7 @@ def _combo_records(run: Path, folder: Path) -> list[pd.DataFrame]:
             "pred_clean": [classes[i] for i in tensors["pred_clean"].numpy()],
             "pred_adversarial": [classes[i] for i in pred_adv],
             "evaded": (y != benign) & (pred_adv == benign),
+            "valid": valid_records(space, x_adv, tensors["x"]),
         })
         frames.append(pd.concat([head, raw], axis=1))
     return frames

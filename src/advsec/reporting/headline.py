@@ -89,6 +89,9 @@ def headline(sweep: pd.DataFrame, worst: pd.DataFrame, fe: float, *,
              benign_attacked: bool = True, detector: str | None = None) -> Headline | None:
     """The headline of the undefended ``detector`` (default: the first) at ``fe``.
 
+    Without an ε above 0 (``eps = [0]``) no attack changed a record: the sentence gives the
+    clean numbers and claims nothing about attacks (no box aside).
+
     Args:
         sweep: adaptive sweep rows (``detector``, ``defense``, ``threat``, ``attack``, ``eps``,
             ``detection_rate``, ... and the evasion columns when recorded).
@@ -106,6 +109,12 @@ def headline(sweep: pd.DataFrame, worst: pd.DataFrame, fe: float, *,
     threats = list(dict.fromkeys(base.threat))
     main = "valid" if "valid" in threats else threats[0]
     n = _threat_numbers(base, wb, main, fe)
+    if not (base.eps > 0).any():  # eps = [0]: nothing was attacked, nothing to claim
+        return Headline(
+            f"No attack budget above ε = 0 was swept: {det} detection rate "
+            f"{_num(n['clean_detection_rate'])}, FPR {_num(n['clean_fpr'])} on clean records; "
+            "no robustness claim (set [threat] eps above 0 to attack).", "",
+            {"main": {**n, "attacked": False}})
     k = len(n["attacks"])
     who = "Valid-record" if main == "valid" else "Unconstrained (box)"
     if k == 1:

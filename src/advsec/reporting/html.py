@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import platform
 from collections.abc import Mapping, Sequence
@@ -13,12 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
     "Section",
     "figure_html",
     "json_records",
+    "json_text",
     "kv_html",
     "render_report",
     "table_html",
@@ -121,6 +124,28 @@ def kv_html(items: Mapping[str, Any]) -> str:
     rows = "".join(f"<tr><td><b>{html.escape(str(k))}</b></td><td>{html.escape(str(v))}</td></tr>"
                    for k, v in items.items())
     return f'<table class="kv">{rows}</table>'
+
+
+def json_text(obj: Any, *, indent: int | None = 2) -> str:
+    """``obj`` as strict JSON text (what ``metrics.json`` holds): NaN and ±infinity written as
+    ``null``, NumPy scalars and arrays as numbers and lists; never the invalid ``NaN``."""
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (recursively), NumPy values as
+    Python ones."""
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    elif isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def json_records(df: pd.DataFrame) -> list[dict[str, Any]]:

@@ -11,7 +11,11 @@ headline and cards in :mod:`advsec.reporting.headline`, the data section in
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -21,12 +25,13 @@ import pandas as pd
 
 from advsec.errors import DataError
 from advsec.reporting import run_sections as rs
+from advsec.reporting.combo_checks import config_eps, read_json
 from advsec.reporting.combos import gather
 from advsec.reporting.data_section import data_section
 from advsec.reporting.headline import Headline, clean_cards, clean_table, headline
-from advsec.reporting.html import Section, json_records, render_report, versions
+from advsec.reporting.html import Section, json_records, json_text, render_report, versions
 from advsec.reporting.tables import nice_table
-from advsec.runio import atomic_file, write_text
+from advsec.runio import atomic_file
 
 __all__ = ["build_run_report", "flag_counts", "flags_section", "honesty_warning", "mode_note",
            "raised_checks", "raised_flags", "run_headline", "threat_mode"]
@@ -34,25 +39,41 @@ __all__ = ["build_run_report", "flag_counts", "flags_section", "honesty_warning"
 
 def build_run_report(run_dir: str | Path) -> Path:
     """Write ``sweep.csv``, ``worst_case.csv``, ``verify.csv`` (with ``[[verifiers]]``),
-    ``metrics.json``, figures and ``report.html``."""
+    ``metrics.json``, figures and ``report.html``.
+
+    Every combination's files are checked first (:func:`advsec.reporting.combos.gather` with
+    ``check=True``): a damaged run directory is a one-line DataError naming the file. The files
+    are built in a temporary folder and replace the run's only once all were built, so a
+    failure leaves the run directory as it was."""
     run = Path(run_dir)
     if not (run / "combos").is_dir():
         raise DataError(f"{run}: not an advsec run directory (no combos/ folder)")
-    data = gather(run)
+    _check_targets(run, [run / name for name in OUTPUTS])
+    cfg_path = run / "config.json"
+    cfg = read_json(cfg_path) if cfg_path.exists() else {}
+    for part in ("experiment", "data", "threat"):
+        if not isinstance(cfg.get(part, {}), dict):
+            raise DataError(f"{cfg_path}: {part!r} must be a JSON object")
+    data = gather(run, check=True, eps=config_eps(cfg, cfg_path))
+    with _staging(run) as stage:
+        _build(run, cfg, data, stage)
+    return run / "report.html"
+
+
+def _build(run: Path, cfg: dict[str, Any], data: dict[str, Any], stage: Path) -> None:
+    """Build the report of ``run`` from its checked tables ``data`` into ``stage`` (the
+    top-level files, figures in ``stage/figures``)."""
     sweep, clean, worst = data["sweep"], data["clean"], data["worst"]
     if sweep.empty:
         raise DataError(f"{run}: the run has no finished combination to report")
-    cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
     verify = data["verify"]
     for table, name in ((sweep, "sweep.csv"), (worst, "worst_case.csv"), (verify, "verify.csv")):
         if name == "verify.csv" and verify.empty:
             continue
-        with atomic_file(run / name) as tmp:
-            table.to_csv(tmp, index=False)
+        table.to_csv(stage / name, index=False)
     adaptive = sweep[sweep.evaluation == "adaptive"]
     fe = _figure_eps(cfg, adaptive)
-    figs = run / "figures"
-    figs.mkdir(exist_ok=True)
+    figs = stage / "figures"
     mode = threat_mode(data["meta"], cfg)
     head = headline(adaptive, worst, fe, benign_attacked=mode != "evasion")
     cleans = clean_table(sweep, clean)
@@ -74,7 +95,7 @@ def build_run_report(run_dir: str | Path) -> Path:
         "red_flags": json_records(raised_checks(flags)),
         "versions": versions(),
     }
-    write_text(run / "metrics.json", json.dumps(metrics, indent=2, default=_jsonable))
+    (stage / "metrics.json").write_text(json_text(metrics), encoding="utf-8")
     benign = next((m["classes"][m["benign"]] for m in data["meta"] if "classes" in m), None)
     summary = _summary(head, cleans, adaptive, worst, fe)
     summary.body.insert(1 if head else 0, mode_note(mode, cfg.get("threat", {}).get("mode")))
@@ -97,8 +118,45 @@ def build_run_report(run_dir: str | Path) -> Path:
     html = render_report(title, [s for s in sections if s is not None],
                          subtitle=f"dataset {cfg.get('data', {}).get('dataset', '?')} · "
                                   f"seeds {seeds}")
-    write_text(run / "report.html", html)
-    return run / "report.html"
+    (stage / "report.html").write_text(html, encoding="utf-8")
+
+
+#: The files :func:`build_run_report` writes at the top of a run directory, in the order they
+#: replace the old ones (the report last).
+OUTPUTS = ("sweep.csv", "worst_case.csv", "verify.csv", "metrics.json", "report.html")
+
+
+def _check_targets(run: Path, files: list[Path]) -> None:
+    """A one-line DataError when ``run/figures`` is not a folder or one of ``files`` (what the
+    report replaces) is a folder."""
+    figs = run / "figures"
+    if figs.exists() and not figs.is_dir():
+        raise DataError(f"{figs} is a file; expected a folder (the report's figures)")
+    for path in files:
+        if path.is_dir():
+            raise DataError(f"{path} is a folder; expected a file (the report writes it)")
+
+
+@contextlib.contextmanager
+def _staging(run: Path) -> Iterator[Path]:
+    """A temporary folder (with a ``figures`` folder) to build the report of ``run`` in, outside
+    it; when the block succeeds its files replace their namesakes in ``run`` (figures in
+    ``run/figures``, the report last; each through :func:`advsec.runio.atomic_file`, so a kill
+    leaves at most a ``.NAME.tmp`` that ``advsec run --resume`` discards); the folder is
+    removed in any case."""
+    with tempfile.TemporaryDirectory(prefix="advsec-report-") as tmp:
+        stage = Path(tmp)
+        (stage / "figures").mkdir()
+        yield stage
+        pngs = sorted((stage / "figures").iterdir())
+        files = [stage / name for name in OUTPUTS if (stage / name).exists()]
+        _check_targets(run, [run / "figures" / p.name for p in pngs]
+                       + [run / p.name for p in files])
+        (run / "figures").mkdir(exist_ok=True)
+        for src, dst in [*((p, run / "figures" / p.name) for p in pngs),
+                         *((p, run / p.name) for p in files)]:
+            with atomic_file(dst) as part:
+                shutil.copyfile(src, part)
 
 
 def threat_mode(meta: list[dict[str, Any]], cfg: dict[str, Any]) -> str:
@@ -278,10 +336,3 @@ def _figure_eps(cfg: dict[str, Any], sweep: pd.DataFrame) -> float:
     eps = sorted(e for e in sweep.eps.unique() if e > 0) or [0.0]
     target = cfg.get("threat", {}).get("figure_eps") or 0.1
     return float(min(eps, key=lambda e: abs(e - target)))
-
-
-def _jsonable(v: Any) -> Any:
-    """NumPy scalars for ``json.dumps``."""
-    if isinstance(v, np.generic):
-        return v.item()
-    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
