@@ -334,5 +334,6 @@ def flags_section(checks: pd.DataFrame) -> Section:
 def _figure_eps(cfg: dict[str, Any], sweep: pd.DataFrame) -> float:
     """The swept eps closest to the configured figure eps (default 0.1)."""
     eps = sorted(e for e in sweep.eps.unique() if e > 0) or [0.0]
-    target = cfg.get("threat", {}).get("figure_eps") or 0.1
+    given = cfg.get("threat", {}).get("figure_eps")
+    target = 0.1 if given is None else float(given)  # 0 is a value, not "unset"
     return float(min(eps, key=lambda e: abs(e - target)))
