@@ -61,3 +61,20 @@ def test_a_model_with_one_score_column_is_refused(data) -> None:
     for name in ("pgd", "hopskipjump"):
         with pytest.raises(ValueError, match=r"the model gives 1 score column"):
             make_attack(name, eps=0.1)(one, x, y)
+
+
+def test_budgets_and_counts_are_numbers(data) -> None:
+    from advsec.evaluation import evaluate_attack
+
+    net, x, y = data
+    for bad in ("0.1", True, ["0.1"], [0.1, False]):
+        with pytest.raises(ValueError, match=r"eps must be a number"):
+            make_attack("pgd", eps=bad)
+    for name, opt in (("pgd", "steps"), ("pgd", "restarts"), ("square", "queries"),
+                      ("hopskipjump", "queries")):
+        with pytest.raises(ValueError, match=rf"{opt} must be a whole number, got 2.5"):
+            make_attack(name, **{opt: 2.5})
+    assert make_attack("pgd", steps=3.0).steps == 3
+    # one float is a grid of one
+    table = evaluate_attack(net, make_attack("fgsm"), x, y, eps=0.1).table
+    assert list(table["eps"]) == [0.1]

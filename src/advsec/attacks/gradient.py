@@ -21,6 +21,7 @@ from advsec.attacks.batch import AttackBatch
 from advsec.attacks.losses import Objective, get_objective
 from advsec.attacks.projection import Projector
 from advsec.attacks.steps import FixedStep, StepRule
+from advsec.attacks.targets import whole
 
 if TYPE_CHECKING:
     from advsec.features.space import FeatureSpace
@@ -103,6 +104,7 @@ class GradientAttack(Attack, register=False):
         super().__init__(eps=eps, norm=norm, targeted=targeted, feature_space=feature_space,
                          bounds=bounds, evasion=evasion, benign_class=benign_class,
                          batch_size=batch_size, seed=seed)
+        steps, restarts = whole(steps, "steps"), whole(restarts, "restarts")
         if steps < 1 or restarts < 1:
             raise ValueError("steps and restarts must be >= 1")
         if (step_size is not None and step_size < 0) or rel_step_size < 0:

@@ -17,6 +17,7 @@ from advsec.attacks.base import Attack, Eps
 from advsec.attacks.batch import AttackBatch
 from advsec.attacks.repair import repair_in_ball
 from advsec.attacks.success import succeeded
+from advsec.attacks.targets import whole
 
 __all__ = ["MAX_POINTS", "HopSkipJump", "label_only"]
 
@@ -167,6 +168,8 @@ class HopSkipJump(Attack):
         **options: Any,
     ) -> None:
         super().__init__(eps=eps, **options)
+        queries, init_evals = whole(queries, "queries"), whole(init_evals, "init_evals")
+        max_evals = whole(max_evals, "max_evals")
         if queries < 1 or init_evals < 1 or max_evals < init_evals:
             raise ValueError("queries and init_evals must be >= 1, max_evals >= init_evals")
         if gamma <= 0 or halvings < 1 or donors < 0 or init_tries < 0:

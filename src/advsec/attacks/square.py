@@ -10,6 +10,7 @@ import torch
 from advsec.attacks.base import Attack, Eps, Forward
 from advsec.attacks.batch import AttackBatch
 from advsec.attacks.losses import Objective, get_objective
+from advsec.attacks.targets import whole
 
 __all__ = ["Square"]
 
@@ -65,6 +66,7 @@ class Square(Attack):
         **options: Any,
     ) -> None:
         super().__init__(eps=eps, **options)
+        queries = whole(queries, "queries")
         if queries < 1 or not 0 < p_init <= 1:
             raise ValueError("queries must be >= 1 and p_init in (0, 1]")
         self.queries = int(queries)

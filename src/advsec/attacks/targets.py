@@ -23,6 +23,7 @@ __all__ = [
     "is_eps_list",
     "n_scores",
     "resolve_targets",
+    "whole",
 ]
 
 #: one budget or a list of budgets (model-input units)
@@ -35,10 +36,24 @@ def eps_values(eps: Any) -> list[float]:
     Raises:
         ValueError: for an empty list, a negative or a non-finite value.
     """
-    values = [float(e) for e in eps] if is_eps_list(eps) else [float(eps)]
+    items = list(eps) if is_eps_list(eps) else [eps]
+    for e in items:  # a string or a bool is no budget, whatever float() makes of it
+        if isinstance(e, str | bytes | bool | np.bool_) or (
+                isinstance(e, torch.Tensor) and e.dtype == torch.bool):
+            raise ValueError(f"eps must be a number or a list of numbers, got {e!r}")
+    values = [float(e) for e in items]
     if not values or any(e < 0 or not math.isfinite(e) for e in values):
         raise ValueError(f"eps must be finite and >= 0 (a float or a non-empty list), got {eps}")
     return values
+
+
+def whole(value: Any, name: str) -> int:
+    """``value`` as an int when it is a whole number (not a bool, a string or a fraction):
+    an attack's count option (steps, queries, ...). ValueError otherwise."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number) or (
+            float(value) != int(value)):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
 
 
 def is_eps_list(eps: Any) -> bool:

@@ -67,7 +67,7 @@ def evaluate_attack(
     x: torch.Tensor | np.ndarray,
     y: torch.Tensor | np.ndarray,
     *,
-    eps: Sequence[float],
+    eps: float | Sequence[float],
     name: str | None = None,
     space: FeatureSpace | None = None,
     benign_class: int | None = None,
@@ -94,7 +94,9 @@ def evaluate_attack(
     """
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
     y_t = torch.as_tensor(np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)).long()
-    eps_list = [float(e) for e in eps]
+    from advsec.attacks.targets import eps_values
+
+    eps_list = eps_values(eps)  # a float is a grid of one
     result = attack.craft(model, x, y_t, eps=eps_list)
     result.x, result.y = x, y_t  # scored against the caller's inputs and true classes
     result.x_adv = [xa.detach().cpu() for xa in result.x_adv]
