@@ -56,11 +56,17 @@ def test_targets_benign_class_and_fractional_labels(data) -> None:
 
 
 def test_a_model_with_one_score_column_is_refused(data) -> None:
-    _, x, y = data
+    net, x, y = data
     one = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1))
     for name in ("pgd", "hopskipjump"):
         with pytest.raises(ValueError, match=r"the model gives 1 score column"):
             make_attack(name, eps=0.1)(one, x, y)
+    # one attack object, remembering each model's width: the second model is checked too
+    attack = make_attack("fgsm", eps=0.1)
+    attack(net, x, y)
+    with pytest.raises(ValueError, match=r"the model gives 1 score column"):
+        attack(one, x, y)
+    attack(net, x, y)
 
 
 def test_budgets_and_counts_are_numbers(data) -> None:

@@ -49,6 +49,7 @@ from advsec.attacks.targets import (
     device_dtype,
     eps_values,
     is_eps_list,
+    n_scores,
     resolve_targets,
 )
 from advsec.models.inference import eval_mode
@@ -351,7 +352,8 @@ class Attack:
         evasion = self.evasion or (isinstance(target, str) and target == "benign")
         targeted, tgt, attacked = resolve_targets(model, x, y, target, evasion=evasion,
                                                   benign=benign, targeted=self.targeted)
-        check_classes_and_box(forward, model, x, y, tgt if targeted else None, benign=benign,
+        check_classes_and_box(x, y, tgt if targeted else None,
+                              n_classes=self._n_scores(forward, model, x), benign=benign,
                               bounds=None if self.feature_space is not None else self.bounds,
                               name=self.name)
         self.warn_budget(eps_list)
@@ -414,6 +416,18 @@ class Attack:
         if k == 1 and out.data_ptr() == x0.data_ptr():
             out = out.clone()  # never hand back (a view of) the caller's input
         return batch.split(out)
+
+    def _n_scores(self, forward: Forward, model: AnyModel, x: torch.Tensor) -> int:
+        """:func:`~advsec.attacks.targets.n_scores`, remembered per model object and
+        parameter shapes (a one-row forward per new model, not per call)."""
+        params = tuple(tuple(p.shape) for p in model.parameters()) if isinstance(
+            model, nn.Module) else ()
+        key = (id(model), params)
+        cache = self.__dict__.setdefault("_scores_of", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = n_scores(forward, model, x)
+        return int(cache[key])
 
     def _box(self, device: torch.device, dtype: torch.dtype
              ) -> tuple[Any, Any, torch.Tensor | None]:

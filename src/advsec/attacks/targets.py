@@ -150,42 +150,45 @@ def n_scores(forward: Any, model: Any, x: torch.Tensor) -> int:
     return int(shape[1])
 
 
-def check_classes_and_box(forward: Any, model: Any, x: torch.Tensor, y: torch.Tensor,
-                          tgt: torch.Tensor | None, *, benign: int,
-                          bounds: tuple[float, float] | None, name: str) -> None:
-    """A ValueError, before anything is attacked, when the model gives fewer than 2 scores,
-    a label ``y`` ``(N,)``, a target ``tgt`` ``(N,)`` or the benign class is not one of its
-    classes, or ``x`` ``(N, D)`` lies outside scalar ``bounds`` (the attack would clip it into
-    them, so even eps 0 would move it). One host read for all of them."""
-    if not len(x):
-        return
-    c = n_scores(forward, model, x)
+def check_classes_and_box(x: torch.Tensor, y: torch.Tensor, tgt: torch.Tensor | None, *,
+                          n_classes: int, benign: int, bounds: tuple[float, float] | None,
+                          name: str) -> None:
+    """A ValueError, before anything is attacked, when the model gives fewer than 2 scores
+    (``n_classes``, :func:`n_scores`), a label ``y`` ``(N,)``, a target ``tgt`` ``(N,)`` or the
+    benign class is not one of its classes, or ``x`` ``(N, D)`` lies outside scalar
+    ``bounds`` (the attack would clip it into them, so even eps 0 would move it). A few
+    reductions and one host read for all of them; rows are located only on failure."""
+    c = n_classes
     if c < 2:
         raise ValueError(f"{name}: the model gives {c} score column; attacks need one per "
                          f"class (2 or more): give a one-logit detector's two logits [-z, z] "
                          f"(advsec.models.wrap does)")
     if not 0 <= benign < c:
         raise ValueError(f"{name}: benign class {benign} is not one of the model's {c} classes")
-    checks = {"label": (y < 0) | (y >= c)}
-    if tgt is not None:
-        checks["target"] = (tgt < 0) | (tgt >= c)
+    if not len(x):
+        return
+    named = {"label": y} if tgt is None else {"label": y, "target": tgt}
     if bounds is not None:
-        lo, hi = float(bounds[0]), float(bounds[1])
-        checks["box"] = ((x < lo - 1e-6) | (x > hi + 1e-6)).any(1)
-    found = torch.stack([v.any() for v in checks.values()]).tolist()  # the one read
-    for (what, bad), hit in zip(checks.items(), found, strict=True):
-        if not hit:
+        named["box"] = x
+    ends = torch.cat([torch.stack(torch.aminmax(t)).double() for t in named.values()]
+                     ).tolist()  # the one read
+    for i, (what, t) in enumerate(named.items()):
+        low, high = ends[2 * i], ends[2 * i + 1]
+        if what != "box":
+            if low < 0 or high >= c:
+                row = int(torch.nonzero((t < 0) | (t >= c))[0, 0])
+                raise ValueError(f"{name}: {what} {int(t[row])} at row {row} is not a class "
+                                 f"index of the model (0 .. {c - 1})")
             continue
-        row = int(torch.nonzero(bad)[0, 0])
-        if what == "box":
+        assert bounds is not None
+        lo, hi = float(bounds[0]), float(bounds[1])
+        if low < lo - 1e-6 or high > hi + 1e-6:
+            row = int(torch.nonzero(((x < lo - 1e-6) | (x > hi + 1e-6)).any(1))[0, 0])
             raise ValueError(
-                f"{name}: x holds values outside bounds=({lo:g}, {hi:g}) (from "
-                f"{float(x.min()):g} to {float(x.max()):g}; first at row {row}), which the "
-                f"attack would clip its records into; pass bounds=None for unbounded inputs "
-                f"(e.g. standardised features) or the inputs' own bounds=(low, high)")
-        value = int((y if what == "label" else tgt)[row])  # type: ignore[index]
-        raise ValueError(f"{name}: {what} {value} at row {row} is not a class index of the "
-                         f"model (0 .. {c - 1})")
+                f"{name}: x holds values outside bounds=({lo:g}, {hi:g}) (from {low:g} to "
+                f"{high:g}; first at row {row}), which the attack would clip its records into; "
+                f"pass bounds=None for unbounded inputs (e.g. standardised features) or the "
+                f"inputs' own bounds=(low, high)")
 
 
 def resolve_targets(
