@@ -48,3 +48,23 @@ def test_benign_class_not_first_is_found_like_the_attacks_find_it() -> None:
     # an explicit index still wins
     flipped = worst_case(det, [atk], x, y, eps=[0.0], benign_class=0).table
     assert np.isclose(flipped.loc[0, "detection_rate"], (pred[y_np == 1] == 1).mean())
+
+
+def test_raw_labels_of_a_detector_and_a_wrong_length() -> None:
+    import pytest
+
+    ds = load("synthetic", rows=600, seed=1)
+    space = FeatureSpace(ds.schema).fit(ds.train)
+    det = Detector(hidden=(8,), epochs=2, seed=0).fit(space.encode(ds.train), ds.labels("train"))
+    x = torch.as_tensor(space.encode(ds.test))
+    raw = np.asarray(ds.labels("test"))  # text labels, as the table holds them
+    idx = det.encode_labels(raw)
+    atk = make_attack("fgsm", feature_space=space)
+    by_raw = evaluate_attack(det, atk, x, raw, eps=[0.0, 0.1], space=space).table
+    by_idx = evaluate_attack(det, atk, x, idx, eps=[0.0, 0.1], space=space).table
+    assert np.allclose(by_raw["accuracy"], by_idx["accuracy"])
+    wc_raw = worst_case(det, [atk], x, raw, eps=[0.1]).table
+    wc_idx = worst_case(det, [atk], x, idx, eps=[0.1]).table
+    assert np.allclose(wc_raw["accuracy"], wc_idx["accuracy"])
+    with pytest.raises(ValueError, match=r"y must have shape \(\d+,\), one label per row"):
+        worst_case(det, [atk], x, idx[:-1], eps=[0.1])

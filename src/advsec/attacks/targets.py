@@ -18,6 +18,7 @@ __all__ = [
     "benign_index",
     "check_classes_and_box",
     "check_inputs",
+    "class_indices",
     "device_dtype",
     "eps_values",
     "is_eps_list",
@@ -70,6 +71,23 @@ def device_dtype(module: nn.Module | None, x: Any) -> tuple[torch.device, torch.
     if isinstance(x, torch.Tensor):
         return x.device, (x.dtype if x.dtype.is_floating_point else torch.float32)
     return torch.device("cpu"), torch.float32
+
+
+def class_indices(model: Any, y: Any) -> torch.Tensor:
+    """``y`` ``(N,)`` as int64 class indices on the CPU: raw labels (text, or any non-integer
+    array) encoded by the model's ``encode_labels`` (an advsec Detector); a ValueError for raw
+    labels of a model without one."""
+    if isinstance(y, torch.Tensor):
+        return y.detach().cpu().long()
+    arr = np.asarray(y)
+    if arr.dtype.kind in "iu":
+        return torch.as_tensor(arr).long()
+    if hasattr(model, "encode_labels"):
+        return torch.as_tensor(np.asarray(model.encode_labels(arr))).long()
+    if arr.dtype.kind in "fb":
+        return torch.as_tensor(arr).long()
+    raise ValueError(f"y holds raw labels ({arr.dtype}) but the model has no encode_labels: "
+                     f"pass class indices")
 
 
 def check_inputs(

@@ -13,6 +13,7 @@ import torch
 
 from advsec.attacks.protocol import Crafter
 from advsec.attacks.scoring import TABLE_COLUMNS, result_table, score_result
+from advsec.attacks.targets import class_indices, eps_values
 from advsec.attacks.validity import clean_validity, valid_records
 from advsec.models.types import Model
 
@@ -93,9 +94,7 @@ def evaluate_attack(
         (:func:`advsec.attacks.scoring.result_table`).
     """
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
-    y_t = torch.as_tensor(np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)).long()
-    from advsec.attacks.targets import eps_values
-
+    y_t = class_indices(model, y)  # raw labels of a Detector are encoded
     eps_list = eps_values(eps)  # a float is a grid of one
     result = attack.craft(model, x, y_t, eps=eps_list)
     result.x, result.y = x, y_t  # scored against the caller's inputs and true classes

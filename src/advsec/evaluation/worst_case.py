@@ -28,7 +28,7 @@ import torch
 
 from advsec.attacks.base import as_module
 from advsec.attacks.protocol import Crafter
-from advsec.attacks.targets import eps_values
+from advsec.attacks.targets import class_indices, eps_values
 from advsec.evaluation.metrics import attack_success_rate, detection_metrics
 from advsec.models.inference import batched_logits
 from advsec.models.types import Model
@@ -123,7 +123,10 @@ def worst_case(
     benign_class = _benign(model, benign_class, [a for _, a in named])
     module = as_module(model)
     xt = _tensor(x)
-    yt = torch.as_tensor(np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)).long()
+    yt = class_indices(model, y)  # raw labels of a Detector are encoded
+    if yt.shape != (len(xt),):
+        raise ValueError(f"y must have shape ({len(xt)},), one label per row of x, got "
+                         f"{tuple(yt.shape)}")
     y_np = yt.numpy()
     eps_list = eps_values(eps)
     pred_clean = _predict(module, xt)
@@ -211,7 +214,7 @@ def transfer_table(
     """
     benign_class = _benign(model, benign_class, ())
     module = as_module(model)
-    y_np = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y).astype(np.int64)
+    y_np = class_indices(model, y).numpy()
     x_t = _tensor(x) if x is not None else None
     pred_clean = _predict(module, x_t) if x_t is not None else None
     rows = []
