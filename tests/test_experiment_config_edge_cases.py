@@ -237,6 +237,23 @@ def test_detector_keys_of_another_kind_are_refused(kind, key):
              f"'{kind}' detector")
 
 
+@pytest.mark.parametrize(("method", "key"), [
+    ("pgd_at", "beta = 3.0"), ("fast_at", "steps = 3"), ("crown_ibp", "ratio = 0.5"),
+    ("trades", "ratio = 2.0"), ("data_augmentation", "steps = 3"),
+])
+def test_defence_keys_of_another_method_are_refused(method, key):
+    text = BASE + f'\n[[defenses]]\nmethod = "{method}"\n{key}\n'
+    _rejects(text, rf"line {_line(text, key)}: defenses\[0\]\.{key.split()[0]}: not used by "
+             f"the '{method}' defence")
+
+
+def test_defence_keys_of_their_method_are_kept():
+    cfg = parse_config(BASE + '\n[[defenses]]\nmethod = "trades"\nbeta = 3.0\nsteps = 2\n'
+                       '\n[[defenses]]\nmethod = "data_augmentation"\nattack = "pgd"\n'
+                       'steps = 3\nratio = 0.5\n')
+    assert cfg.defenses[0].beta == 3.0 and cfg.defenses[1].steps == 3
+
+
 def test_mlp_keys_of_a_baseline_are_refused():
     _rejects(_edit("epochs = 1", "epochs = 1\nn_estimators = 10"),
              r"line 14: detectors\[0\]\.n_estimators: not used by a 'mlp' detector")

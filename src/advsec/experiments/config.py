@@ -286,6 +286,11 @@ class ExperimentConfig(Strict):
                 uses = d.used_keys()
                 raise located(("detectors", str(i), unused[0]), f"not used by a {d.kind!r} "
                           f"detector (its keys: {', '.join(uses)})")
+        for i, f in enumerate(self.defenses):
+            unused = f.unused_keys()
+            if unused and as_written(info):
+                raise located(("defenses", str(i), unused[0]), f"not used by the {f.method!r} "
+                              f"defence (its keys: {', '.join(f.used_keys())})")
         mlps = [d.name for d in self.detectors if d.kind == "mlp"]
         for i, d in enumerate(self.detectors):
             if d.surrogate is not None and d.surrogate not in names:

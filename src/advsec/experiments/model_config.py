@@ -116,3 +116,29 @@ class DefenseConfig(Strict):
     def label(self) -> str:
         """The name used in tables."""
         return self.name or self.method
+
+    def used_keys(self) -> list[str]:
+        """The keys this defence's method uses, sorted (``steps`` for data augmentation only
+        with an iterative attack)."""
+        uses = set(_METHOD_KEYS[self.method]) | {"method", "name"}
+        if self.method == "data_augmentation":
+            from advsec.attacks.registry import attack_spec
+
+            if attack_spec(self.attack).budget == "steps":
+                uses.add("steps")
+        return sorted(uses)
+
+    def unused_keys(self) -> list[str]:
+        """The keys set (in the file) that this defence's method does not use."""
+        uses = set(self.used_keys())
+        return [k for k in type(self).model_fields if k in self.model_fields_set - uses]
+
+
+#: the keys of ``[[defenses]]`` each method uses (besides method and name); others are refused
+_METHOD_KEYS: dict[str, frozenset[str]] = {
+    "data_augmentation": frozenset({"attack", "eps", "epochs", "ratio"}),
+    "pgd_at": frozenset({"eps", "steps", "epochs"}),
+    "fast_at": frozenset({"eps", "epochs"}),
+    "trades": frozenset({"eps", "steps", "epochs", "beta"}),
+    "crown_ibp": frozenset({"eps", "epochs"}),
+}
