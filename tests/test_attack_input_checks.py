@@ -84,3 +84,21 @@ def test_budgets_and_counts_are_numbers(data) -> None:
     # one float is a grid of one
     table = evaluate_attack(net, make_attack("fgsm"), x, y, eps=0.1).table
     assert list(table["eps"]) == [0.1]
+
+
+def test_integer_labels_of_a_detector_that_are_not_its_indices_are_encoded() -> None:
+    import numpy as np
+
+    from advsec.evaluation import evaluate_attack
+    from advsec.models import Detector
+
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 5)).astype(np.float32)
+    y = np.where(x[:, 0] > 0.5, 2, 1)  # labels 1 and 2: class indices 0 and 1
+    det = Detector(hidden=(8,), epochs=3, seed=0).fit(x, y)
+    assert list(det.classes_) == [1, 2]
+    acc = float((det.predict(x) == y).mean())
+    table = evaluate_attack(det, make_attack("fgsm"), x, y, eps=[0.0]).table
+    assert np.isclose(table.loc[0, "accuracy"], acc)
+    result = make_attack("fgsm", eps=0.0).run(det, torch.as_tensor(x), y)
+    assert torch.equal(result.y, torch.as_tensor(det.encode_labels(y)).long())

@@ -80,7 +80,7 @@ def class_indices(model: Any, y: Any) -> torch.Tensor:
     if isinstance(y, torch.Tensor):
         return y.detach().cpu().long()
     arr = np.asarray(y)
-    if arr.dtype.kind in "iu":
+    if arr.dtype.kind in "iu" and not _integer_labels(model):
         return torch.as_tensor(arr).long()
     if hasattr(model, "encode_labels"):
         return torch.as_tensor(np.asarray(model.encode_labels(arr))).long()
@@ -88,6 +88,16 @@ def class_indices(model: Any, y: Any) -> torch.Tensor:
         return torch.as_tensor(arr).long()
     raise ValueError(f"y holds raw labels ({arr.dtype}) but the model has no encode_labels: "
                      f"pass class indices")
+
+
+def _integer_labels(model: Any) -> bool:
+    """Whether ``model`` (a Detector) has integer classes that are not its class indices
+    (e.g. labels 1 and 2): integer ``y`` is then its raw labels, to encode."""
+    classes = getattr(model, "classes_", None)
+    if classes is None or not hasattr(model, "encode_labels"):
+        return False
+    arr = np.asarray(classes)
+    return arr.dtype.kind in "iu" and not np.array_equal(arr, np.arange(len(arr)))
 
 
 def check_inputs(
@@ -108,7 +118,8 @@ def check_inputs(
     x = x.detach().to(dev, dtype)
     if not isinstance(y, torch.Tensor):
         arr = np.asarray(y)
-        if arr.dtype.kind not in "iu" and hasattr(model, "encode_labels"):
+        if (arr.dtype.kind not in "iu" or _integer_labels(model)) and hasattr(
+                model, "encode_labels"):
             y = model.encode_labels(arr)
         else:
             y = torch.as_tensor(arr)
