@@ -74,20 +74,26 @@ def device_dtype(module: nn.Module | None, x: Any) -> tuple[torch.device, torch.
 
 
 def class_indices(model: Any, y: Any) -> torch.Tensor:
-    """``y`` ``(N,)`` as int64 class indices on the CPU: raw labels (text, or any non-integer
-    array) encoded by the model's ``encode_labels`` (an advsec Detector); a ValueError for raw
-    labels of a model without one."""
-    if isinstance(y, torch.Tensor):
-        return y.detach().cpu().long()
-    arr = np.asarray(y)
-    if arr.dtype.kind in "iu" and not _integer_labels(model):
-        return torch.as_tensor(arr).long()
-    if hasattr(model, "encode_labels"):
-        return torch.as_tensor(np.asarray(model.encode_labels(arr))).long()
-    if arr.dtype.kind in "fb":
-        return torch.as_tensor(arr).long()
-    raise ValueError(f"y holds raw labels ({arr.dtype}) but the model has no encode_labels: "
-                     f"pass class indices")
+    """``y`` ``(N,)`` as int64 class indices (on ``y``'s device when it is a tensor, else the
+    CPU): raw labels (text, or integers that are not the model's class indices) encoded by
+    the model's ``encode_labels`` (an advsec Detector). ValueError for fractional values, or
+    raw text labels of a model without ``encode_labels``."""
+    if not isinstance(y, torch.Tensor):
+        arr = np.asarray(y)
+        if (arr.dtype.kind not in "iu" or _integer_labels(model)) and hasattr(
+                model, "encode_labels"):
+            y = torch.as_tensor(np.asarray(model.encode_labels(arr)))
+        elif arr.dtype.kind not in "iufb":
+            raise ValueError(f"y holds raw labels ({arr.dtype}) but the model has no "
+                             f"encode_labels: pass class indices")
+        else:
+            y = torch.as_tensor(arr)
+    y = y.detach()
+    if y.is_floating_point() and bool((y != torch.floor(y)).any()):
+        row = int(torch.nonzero(y != torch.floor(y))[0, 0])
+        raise ValueError(f"y must hold class indices (whole numbers), got {float(y[row]):g} "
+                         f"at row {row}")
+    return y.long()
 
 
 def _integer_labels(model: Any) -> bool:
@@ -116,19 +122,7 @@ def check_inputs(
     if x.is_inference():
         x = x.clone()
     x = x.detach().to(dev, dtype)
-    if not isinstance(y, torch.Tensor):
-        arr = np.asarray(y)
-        if (arr.dtype.kind not in "iu" or _integer_labels(model)) and hasattr(
-                model, "encode_labels"):
-            y = model.encode_labels(arr)
-        else:
-            y = torch.as_tensor(arr)
-    y = y.detach().to(dev)
-    if y.is_floating_point() and bool((y != torch.floor(y)).any()):
-        row = int(torch.nonzero(y != torch.floor(y))[0, 0])
-        raise ValueError(f"y must hold class indices (whole numbers), got {float(y[row]):g} "
-                         f"at row {row}")
-    y = y.long()
+    y = class_indices(model, y).to(dev)
     if y.shape != (len(x),):
         raise ValueError(f"y must have shape ({len(x)},), got {tuple(y.shape)}")
     return x, y

@@ -94,7 +94,7 @@ def evaluate_attack(
         (:func:`advsec.attacks.scoring.result_table`).
     """
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
-    y_t = class_indices(model, y)  # raw labels of a Detector are encoded
+    y_t = class_indices(model, y).cpu()  # raw labels of a Detector are encoded
     eps_list = eps_values(eps)  # a float is a grid of one
     result = attack.craft(model, x, y_t, eps=eps_list)
     result.x, result.y = x, y_t  # scored against the caller's inputs and true classes

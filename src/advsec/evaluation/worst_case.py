@@ -28,7 +28,7 @@ import torch
 
 from advsec.attacks.base import as_module
 from advsec.attacks.protocol import Crafter
-from advsec.attacks.targets import class_indices, eps_values
+from advsec.attacks.targets import benign_index, class_indices, eps_values
 from advsec.evaluation.metrics import attack_success_rate, detection_metrics
 from advsec.models.inference import batched_logits
 from advsec.models.types import Model
@@ -123,7 +123,7 @@ def worst_case(
     benign_class = _benign(model, benign_class, [a for _, a in named])
     module = as_module(model)
     xt = _tensor(x)
-    yt = class_indices(model, y)  # raw labels of a Detector are encoded
+    yt = class_indices(model, y).cpu()  # raw labels of a Detector are encoded
     if yt.shape != (len(xt),):
         raise ValueError(f"y must have shape ({len(xt)},), one label per row of x, got "
                          f"{tuple(yt.shape)}")
@@ -214,7 +214,7 @@ def transfer_table(
     """
     benign_class = _benign(model, benign_class, ())
     module = as_module(model)
-    y_np = class_indices(model, y).numpy()
+    y_np = class_indices(model, y).cpu().numpy()
     x_t = _tensor(x) if x is not None else None
     pred_clean = _predict(module, x_t) if x_t is not None else None
     rows = []
@@ -333,8 +333,6 @@ def _key(d: Mapping[float, Any], eps: float) -> float:
 def _benign(model: Model, benign_class: int | str | None, attacks: Iterable[Any]) -> int:
     """The benign class index: ``benign_class``, else the model's as the attacks find it (with
     the first attack's FeatureSpace, if any)."""
-    from advsec.attacks.targets import benign_index
-
     space = next((a.feature_space for a in attacks
                   if getattr(a, "feature_space", None) is not None), None)
     return benign_index(model, benign_class, space)
