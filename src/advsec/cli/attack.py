@@ -127,8 +127,7 @@ def attack_command(
     summary = run_attack(
         model=model, dataset=dataset, root=root, data=data, label_column=label_column,
         benign_label=benign_label, delimiter=cli_delimiter(delimiter), schema=schema,
-        split=split,
-        scheme=scheme, attack=attack,
+        split=split, scheme=scheme, attack=attack,
         eps=parse_floats(eps, option="--eps"), steps=steps, norm=norm, valid=valid,
         evasion=evasion, out=out, fmt=fmt, max_rows=max_rows, seed=seed, device=device,
         force=force, report=report, inputs=inputs, onnx_classes=classes, verify=verify,
@@ -288,7 +287,7 @@ def run_attack(
                         f"was trained with it)")
     if space.schema is not trained:
         table = check_new_bounds(table, trained, space.schema, where=f"{dataset} ({split})",
-                                  notes=label_notes)
+                                 notes=label_notes)
     if max_rows is not None:
         table, labels = table.iloc[:max_rows], labels[:max_rows]
     if len(table) == 0:
@@ -347,7 +346,7 @@ def run_attack(
 
     ids = table.index.to_numpy()
     frames, exported = [], []
-    columns = record_columns(table, space)
+    columns = record_columns(table)
     for e in eps:
         xa = x_adv[e]
         raw = decode_records(space, xa, table)

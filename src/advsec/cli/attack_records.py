@@ -27,9 +27,9 @@ __all__ = ["EXPORT_FRONT", "check_new_bounds", "decode_records", "exported_block
 
 
 def read_like_training(space: FeatureSpace, stored: dict[str, Any] | None, model: Path,
-                        data: Path, *, label_column: str | None, benign_label: str | None,
-                        delimiter: str | None, scheme: str | None, notes: list[str]
-                        ) -> tuple[pd.DataFrame, np.ndarray, str]:
+                       data: Path, *, label_column: str | None, benign_label: str | None,
+                       delimiter: str | None, scheme: str | None, notes: list[str]
+                       ) -> tuple[pd.DataFrame, np.ndarray, str]:
     """``(table, labels, benign label)`` of every row of the file ``data``, read with the options
     the model was trained with (``stored``, the model JSON's ``data`` record), the CLI's where
     given; labels mapped as :func:`advsec.datasets.tabular.load_tabular` maps them (``binary``:
@@ -81,9 +81,9 @@ def read_like_training(space: FeatureSpace, stored: dict[str, Any] | None, model
 
 
 def load_split(stored: dict[str, Any] | None, model: Path, dataset: str | None, *,
-                root: Path | None, split: str, seed: int, scheme: str | None,
-                label_column: str | None, benign_label: str | None
-                ) -> tuple[str, pd.DataFrame, np.ndarray, str]:
+               root: Path | None, split: str, seed: int, scheme: str | None,
+               label_column: str | None, benign_label: str | None
+               ) -> tuple[str, pd.DataFrame, np.ndarray, str]:
     """``(dataset, table, labels, benign label)``: the ``split`` of a registered dataset
     (default: the model's), loaded with the model's stored options when it is the model's
     dataset, the CLI's on top."""
@@ -128,7 +128,7 @@ def with_schema_file(space: FeatureSpace, schema: Path, model: Path) -> FeatureS
 
 
 def check_new_bounds(table: pd.DataFrame, before: FeatureSchema, after: FeatureSchema, *,
-                      where: str, notes: list[str]) -> pd.DataFrame:
+                     where: str, notes: list[str]) -> pd.DataFrame:
     """``table`` with the numeric bounds a --schema file changed (``before`` -> ``after``)
     enforced as loading enforces a schema's bounds: a value outside is a one-line DataError
     naming the row, or clipped where the feature says ``on_bound_violation = "clip"``."""
@@ -144,10 +144,10 @@ def check_new_bounds(table: pd.DataFrame, before: FeatureSchema, after: FeatureS
                         notes=notes)
 
 
-def record_columns(table: pd.DataFrame, space: FeatureSpace) -> list[str]:
+def record_columns(table: pd.DataFrame) -> list[str]:
     """The columns of an exported record: every column of ``table`` as read (features, the
-    label, columns the model leaves out), in the table's order; advsec's own source tags and
-    label columns excluded (a registered dataset's table holds its features and labels)."""
+    label, columns the model leaves out), in the table's order, advsec's own source tags
+    excluded."""
     from advsec.datasets._checks import SOURCE_COLUMNS
 
     return [str(c) for c in table.columns if c not in SOURCE_COLUMNS]
@@ -158,7 +158,7 @@ EXPORT_FRONT = {"label": "true_label"}
 
 
 def exported_block(front: pd.DataFrame, raw: pd.DataFrame, table: pd.DataFrame,
-              columns: list[str]) -> pd.DataFrame:
+                   columns: list[str]) -> pd.DataFrame:
     """One ε block of ``adversarial.csv``: the front columns (the true label as
     ``true_label``), then each record in its original columns: the decoded features ``raw``
     and, for the table's other columns, its values as read (the attack does not touch them)."""

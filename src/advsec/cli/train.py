@@ -118,11 +118,13 @@ def train_detector(
     from advsec.cli.common import cli_delimiter, parse_floats, table_file
     from advsec.datasets import get_loader, load
     from advsec.evaluation.honesty import check_clean
+    from advsec.experiments.dataload import READ_OPTIONS
     from advsec.features.coverage import encoding_notes
     from advsec.features.space import FeatureSpace
     from advsec.models.detector import resolve_device
     from advsec.models.io import split_model_path
     from advsec.models.metrics import detection_metrics
+    from advsec.reporting.html import json_text
 
     if kind not in KINDS:
         raise ConfigError(f"--kind: expected one of {', '.join(KINDS)}, got {kind!r}")
@@ -202,8 +204,7 @@ def train_detector(
     metrics = detection_metrics(y_test, proba.argmax(1), proba=proba, benign_class=benign)
     flags = check_clean(y_test, proba.argmax(1), proba=proba, benign_class=benign,
                         classes=classes)
-    kept = {k: v for k, v in options.items()
-            if k in ("label_column", "benign_label", "scheme", "delimiter")}
+    kept = {k: v for k, v in options.items() if k in READ_OPTIONS}  # as `advsec run` keeps
     kept.update(benign_label=str(ds.benign_label), scheme=ds.scheme)
     record = {"dataset": name, "options": kept}
     for stale in existing:  # --force: no file of an earlier model of another kind stays
@@ -216,8 +217,6 @@ def train_detector(
         saved = det.save(meta)
         files = " + ".join(str(p) for p in (saved if isinstance(saved, tuple) else (saved,)))
     notes = encoding_notes(space, ds.test, rows=False)  # what the model sees of the test split
-    from advsec.reporting.html import json_text
-
     meta.with_name(meta.stem + ".metrics.json").write_text(json_text(
         {"test": metrics, "test_rows": len(ds.test), "train_rows": len(train),
          "encoding_notes": notes}))
