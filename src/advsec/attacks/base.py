@@ -423,11 +423,10 @@ class Attack:
         params = tuple(tuple(p.shape) for p in model.parameters()) if isinstance(
             model, nn.Module) else ()
         key = (id(model), params)
-        cache = self.__dict__.setdefault("_scores_of", {})
-        if key not in cache:
-            cache.clear()
-            cache[key] = n_scores(forward, model, x)
-        return int(cache[key])
+        last = self.__dict__.get("_scores_of")  # (key, count) of the last model attacked
+        if last is None or last[0] != key:
+            last = self.__dict__["_scores_of"] = (key, n_scores(forward, model, x))
+        return int(last[1])
 
     def _box(self, device: torch.device, dtype: torch.dtype
              ) -> tuple[Any, Any, torch.Tensor | None]:
