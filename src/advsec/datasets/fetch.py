@@ -25,7 +25,8 @@ from pathlib import Path
 from advsec.datasets._readers import default_cache_dir, is_gzip
 from advsec.errors import DataError
 
-__all__ = ["SOURCES", "RemoteFile", "Source", "content_sha256", "fetch", "hint", "verify"]
+__all__ = ["SOURCES", "RemoteFile", "Source", "content_sha256", "fetch", "file_sha256", "hint",
+           "verify"]
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
@@ -205,12 +206,13 @@ def _source(dataset: str) -> Source:
 
 
 def _matches(path: Path, f: RemoteFile) -> bool:
-    if f.download_sha256 and _file_sha256(path) == f.download_sha256:
+    if f.download_sha256 and file_sha256(path) == f.download_sha256:
         return True
     return bool(f.content_sha256) and content_sha256(path) == f.content_sha256
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes as they are (read in chunks)."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):

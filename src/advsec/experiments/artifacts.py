@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 
+from advsec.datasets.fetch import file_sha256
 from advsec.errors import AdvsecError, ConfigError
 from advsec.evaluation import Sweep, confusion
 from advsec.experiments.config import FILE_DATASETS, ExperimentConfig
@@ -226,14 +227,11 @@ DATA_DIGEST = "data_digest.json"
 def _sha256(path: Path) -> str:
     """The SHA-256 of ``path``'s bytes, read in chunks; of a folder, of its files' relative
     names and digests in sorted order (a partitioned Parquet dataset)."""
+    if not path.is_dir():
+        return file_sha256(path)
     h = hashlib.sha256()
-    if path.is_dir():
-        for f in sorted(q for q in path.rglob("*") if q.is_file()):
-            h.update(f"{f.relative_to(path).as_posix()}\0{_sha256(f)}\n".encode())
-        return h.hexdigest()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    for f in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()}\0{file_sha256(f)}\n".encode())
     return h.hexdigest()
 
 
